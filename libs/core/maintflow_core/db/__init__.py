@@ -1,0 +1,1 @@
+"""Database plumbing: the declarative base, portable column types, engines and sessions."""

@@ -1,0 +1,24 @@
+"""SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
+
+from maintflow_core.models.batches import Batch, Notification, Outbox
+from maintflow_core.models.flows import Flow
+from maintflow_core.models.idempotency import IdempotencyKey
+from maintflow_core.models.schedules import MaintenanceSchedule, SchedulerLease
+from maintflow_core.models.sessions import Session
+from maintflow_core.models.targets import TargetList
+from maintflow_core.models.teams import ApiToken, Team, User
+
+__all__ = [
+    "ApiToken",
+    "Batch",
+    "Flow",
+    "IdempotencyKey",
+    "MaintenanceSchedule",
+    "Notification",
+    "Outbox",
+    "SchedulerLease",
+    "Session",
+    "TargetList",
+    "Team",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Pydantic request and response models: the shapes of API.md. Requests forbid unknown fields."""

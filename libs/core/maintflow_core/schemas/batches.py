@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from maintflow_core.schemas.common import Request, Response, Text
+from maintflow_core.schemas.targets import MAX_TARGETS, Target, check_unique_labels
+
+SessionStatus = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
+Trigger = Literal["manual", "schedule", "run_now"]
+
+
+class BatchLaunch(Request):
+    flow_id: uuid.UUID
+    targets: list[Target] | None = Field(None, max_length=MAX_TARGETS)
+    target_list_id: uuid.UUID | None = None
+    from_batch_id: uuid.UUID | None = None
+    intake: dict[str, Any] | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, targets: list[Target] | None) -> list[Target] | None:
+        if targets is not None and not targets:
+            raise ValueError("must hold at least one target")
+        return check_unique_labels(targets)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchLaunch:
+        given = [
+            name
+            for name in ("targets", "target_list_id", "from_batch_id")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one target source: targets, target_list_id or from_batch_id"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class SessionBrief(Response):
+    id: uuid.UUID
+    batch_id: uuid.UUID
+    target_label: str
+    flow_id: uuid.UUID
+    status: SessionStatus
+
+
+class BatchLaunched(Response):
+    batch_id: uuid.UUID
+    count: int
+    sessions: list[SessionBrief]
+
+
+class SessionOut(Response):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    batch_id: uuid.UUID
+    flow_id: uuid.UUID
+    target_label: str
+    target_notes: str | None
+    status: SessionStatus
+    steps: list[dict[str, Any]]
+    current_step_id: str | None
+    notes: str | None
+    intake: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class SessionUpdate(Request):
+    status: SessionStatus | None = None
+    current_step_id: str | None = Field(None, min_length=1, max_length=200)
+    notes: Text | None = Field(None, max_length=20_000)
+
+
+class StatusCounts(Response):
+    pending: int = 0
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class BatchOut(Response):
+    batch_id: uuid.UUID
+    flow_id: uuid.UUID
+    schedule_id: uuid.UUID | None
+    trigger: Trigger
+    scheduled_for: datetime | None
+    created_at: datetime
+    target_count: int
+    sessions_created: int
+    ready_at: datetime | None
+    status_counts: StatusCounts
+    progress: str
+
+
+class BatchDetail(BatchOut):
+    sessions: list[SessionBrief]

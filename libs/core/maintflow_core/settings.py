@@ -1,0 +1,102 @@
+"""All configuration, read from `MAINTFLOW_*` environment variables into one `Settings` object.
+
+Nothing reads settings at import time: entry points build `Settings()` and pass it down; tests build
+`Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DIR = Path(".maintflow")
+EMBEDDED_DATABASE_URL = f"sqlite+aiosqlite:///{EMBEDDED_DIR / 'maintflow.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAINTFLOW_", extra="ignore")
+
+    database_url: str = Field(
+        EMBEDDED_DATABASE_URL,
+        description="SQLAlchemy URL of the database: postgresql+asyncpg://… in distributed mode, "
+        "sqlite+aiosqlite:///… for the embedded mode (the default, a file under ./.maintflow/).",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL of the Dramatiq broker (redis://host:6379/0). Unset: an in-memory "
+        "broker, only valid in the embedded mode.",
+    )
+    broker_namespace: str = Field(
+        "dramatiq", description="Key prefix of the Dramatiq queues in Redis."
+    )
+    db_pool_size: int = Field(10, description="Connections kept per process (PostgreSQL).")
+    db_max_overflow: int = Field(10, description="Extra connections allowed under burst load.")
+    log_level: str = Field("INFO", description="Python log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json` for one JSON object per line (distributed deployments)."
+    )
+
+    min_schedule_interval_s: float = Field(
+        60,
+        description="Smallest allowed gap between two fires of one schedule. A 6th (seconds) cron "
+        "field is accepted only when its fires are at least this far apart.",
+    )
+    misfire_grace_s: float = Field(
+        60,
+        description="A due instant older than this when the scheduler reaches it counts as missed "
+        "and follows the schedule's misfire_policy; younger ones simply fire late.",
+    )
+    scheduler_tick_interval_s: float = Field(
+        0.5, description="How often the leader looks for due schedules."
+    )
+    scheduler_claim_batch: int = Field(
+        500, description="Due schedules claimed per transaction in one tick."
+    )
+    scheduler_lease_s: float = Field(
+        8, description="Leader lease length; a dead leader is replaced after at most this long."
+    )
+    scheduler_renew_interval_s: float = Field(
+        2, description="How often the leader renews (and standbys try to take) the lease."
+    )
+    relay_interval_s: float = Field(
+        0.5, description="How often the leader publishes pending outbox rows to the broker."
+    )
+    reconcile_interval_s: float = Field(
+        15, description="How often the leader looks for batches whose fan-out stalled."
+    )
+    reconcile_after_s: float = Field(
+        60,
+        description="A fired batch still missing sessions this long after its last (re)drive is "
+        "driven again.",
+    )
+    max_catchup_fires: int = Field(
+        100, description="run_all misfire policy: at most this many of the newest missed instants."
+    )
+
+    worker_threads: int = Field(8, description="Dramatiq worker threads per process.")
+    worker_processes: int = Field(1, description="Dramatiq worker processes (`maintflow worker`).")
+    actor_time_limit_s: float = Field(300, description="Time limit of one actor run.")
+    actor_max_retries: int = Field(10, description="Retries of a failing message before it is dead-lettered.")
+    actor_min_backoff_ms: int = Field(500, description="First retry delay; doubles each retry.")
+    actor_max_backoff_ms: int = Field(300_000, description="Largest retry delay.")
+    broker_heartbeat_timeout_ms: int = Field(
+        30_000,
+        description="Redis broker: a worker silent this long is presumed dead and its unacked "
+        "messages are requeued.",
+    )
+    broker_maintenance_chance: int = Field(
+        10_000,
+        description="Redis broker: out of 1,000,000 broker calls, how many run the dead-worker "
+        "sweep (Dramatiq's default is 1,000).",
+    )
+
+    idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
+    max_targets: int = Field(10_000, description="Most targets in one list or batch.")
+    max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

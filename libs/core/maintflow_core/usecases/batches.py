@@ -1,0 +1,196 @@
+"""Launching a batch by hand (all sessions in one transaction) and reading batches with their
+status rollups, which are computed by the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_core.clock import Clock
+from maintflow_core.errors import BadRequest, InvalidField, NotFound
+from maintflow_core.models import Batch, Flow, Session
+from maintflow_core.models.sessions import STATUSES
+from maintflow_core.schemas.batches import BatchLaunch
+from maintflow_core.usecases.bulk import insert_sessions, session_rows
+from maintflow_core.usecases.flows import get_flow
+from maintflow_core.usecases.pagination import paginate
+from maintflow_core.usecases.target_lists import get_target_list
+
+
+@dataclass(frozen=True)
+class Launched:
+    batch_id: uuid.UUID
+    sessions: list[dict[str, Any]]
+
+
+@dataclass
+class BatchView:
+    batch: Batch
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> str:
+        return f"{self.status_counts.get('completed', 0)}/{self.batch.target_count}"
+
+    def as_dict(self) -> dict[str, Any]:
+        b = self.batch
+        return {
+            "batch_id": b.id,
+            "flow_id": b.flow_id,
+            "schedule_id": b.schedule_id,
+            "trigger": b.trigger,
+            "scheduled_for": b.scheduled_for,
+            "created_at": b.created_at,
+            "target_count": b.target_count,
+            "sessions_created": b.sessions_created,
+            "ready_at": b.ready_at,
+            "status_counts": {s: self.status_counts.get(s, 0) for s in STATUSES},
+            "progress": self.progress,
+        }
+
+
+def require_maintenance(flow: Flow) -> None:
+    if flow.flow_type != "maintenance":
+        raise BadRequest(
+            f"flow {flow.id} is a {flow.flow_type} flow; only maintenance flows run as batches"
+        )
+
+
+async def targets_of_batch(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        sa.select(Session.target_label, Session.target_notes)
+        .where(Session.batch_id == batch_id)
+        .order_by(Session.target_label)
+    )
+    return [{"label": label, "notes": notes} for label, notes in rows]
+
+
+async def _resolve_targets(
+    db: AsyncSession, team_id: uuid.UUID, data: BatchLaunch, now: datetime
+) -> list[dict[str, Any]]:
+    if data.targets is not None:
+        return [t.model_dump() for t in data.targets]
+    if data.target_list_id is not None:
+        target_list = await get_target_list(db, team_id, data.target_list_id)
+        target_list.last_used_at = now
+        return list(target_list.targets)
+    assert data.from_batch_id is not None
+    source = await get_batch(db, team_id, data.from_batch_id)
+    targets = await targets_of_batch(db, source.id)
+    if not targets:
+        raise InvalidField("from_batch_id", "that batch has no sessions to copy targets from")
+    return targets
+
+
+async def launch_batch(
+    db: AsyncSession, clock: Clock, team_id: uuid.UUID, data: BatchLaunch
+) -> Launched:
+    now = clock.now()
+    flow = await get_flow(db, team_id, data.flow_id)
+    require_maintenance(flow)
+    targets = await _resolve_targets(db, team_id, data, now)
+    batch = Batch(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        flow_id=flow.id,
+        trigger="manual",
+        target_list_id=data.target_list_id,
+        steps=None,
+        intake=data.intake,
+        target_count=len(targets),
+        sessions_created=len(targets),
+        created_at=now,
+        ready_at=now,
+    )
+    db.add(batch)
+    await db.flush()
+    rows = session_rows(
+        team_id=team_id,
+        batch_id=batch.id,
+        flow_id=flow.id,
+        targets=targets,
+        steps=flow.steps,
+        intake=data.intake,
+        now=now,
+    )
+    await insert_sessions(db, rows)
+    return Launched(
+        batch_id=batch.id,
+        sessions=[
+            {
+                "id": r["id"],
+                "batch_id": batch.id,
+                "target_label": r["target_label"],
+                "flow_id": flow.id,
+                "status": "pending",
+            }
+            for r in rows
+        ],
+    )
+
+
+async def get_batch(db: AsyncSession, team_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
+    batch = await db.scalar(sa.select(Batch).where(Batch.id == batch_id, Batch.team_id == team_id))
+    if batch is None:
+        raise NotFound("batch not found")
+    return batch
+
+
+async def status_counts(
+    db: AsyncSession, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    if not batch_ids:
+        return {}
+    rows = await db.execute(
+        sa.select(Session.batch_id, Session.status, sa.func.count())
+        .where(Session.batch_id.in_(batch_ids))
+        .group_by(Session.batch_id, Session.status)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for batch_id, status, n in rows:
+        counts.setdefault(batch_id, {})[status] = n
+    return counts
+
+
+_BATCH_COLUMNS = (
+    Batch.id, Batch.team_id, Batch.flow_id, Batch.schedule_id, Batch.trigger, Batch.scheduled_for,
+    Batch.created_at, Batch.target_count, Batch.sessions_created, Batch.ready_at,
+)
+
+
+async def list_batches(
+    db: AsyncSession,
+    team_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+    flow_id: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
+) -> list[BatchView]:
+    # Only the listed columns: the snapshots (targets, steps) can be large and are not shown here.
+    query = sa.select(Batch).options(sa.orm.load_only(*_BATCH_COLUMNS)).where(
+        Batch.team_id == team_id
+    )
+    if flow_id:
+        query = query.where(Batch.flow_id == flow_id)
+    if schedule_id:
+        query = query.where(Batch.schedule_id == schedule_id)
+    batches = list(
+        (await db.scalars(paginate(query, Batch.created_at, Batch.id, limit, cursor))).all()
+    )
+    counts = await status_counts(db, [b.id for b in batches[:limit]])
+    return [BatchView(b, counts.get(b.id, {})) for b in batches]
+
+
+async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        sa.select(Session.id, Session.batch_id, Session.target_label, Session.flow_id, Session.status)
+        .where(Session.batch_id == batch_id)
+        .order_by(Session.target_label)
+    )
+    return [dict(r._mapping) for r in rows]

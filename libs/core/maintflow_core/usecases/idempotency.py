@@ -1,0 +1,70 @@
+"""Idempotency-Key support for POSTs that launch work: the same key within the TTL returns the
+first response and creates nothing new. The stored response is written in the same transaction
+as the work, so a key is never remembered for work that was rolled back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_core.clock import Clock
+from maintflow_core.errors import Conflict, InvalidField
+from maintflow_core.models import IdempotencyKey
+
+
+def check_key(key: str) -> None:
+    if not 1 <= len(key) <= 255 or any(ord(c) < 32 for c in key):
+        raise InvalidField("Idempotency-Key", "must be 1 to 255 printable characters")
+
+
+async def recall(
+    db: AsyncSession, clock: Clock, team_id: uuid.UUID, scope: str, key: str, ttl_s: int
+) -> tuple[int, dict[str, Any]] | None:
+    row = await db.scalar(
+        sa.select(IdempotencyKey).where(
+            IdempotencyKey.team_id == team_id,
+            IdempotencyKey.scope == scope,
+            IdempotencyKey.key == key,
+        )
+    )
+    if row is None:
+        return None
+    if row.created_at < clock.now() - timedelta(seconds=ttl_s):
+        await db.delete(row)
+        await db.flush()
+        return None
+    return row.status_code, row.response
+
+
+async def remember(
+    db: AsyncSession,
+    clock: Clock,
+    team_id: uuid.UUID,
+    scope: str,
+    key: str,
+    status_code: int,
+    response: dict[str, Any],
+) -> None:
+    db.add(
+        IdempotencyKey(
+            id=uuid.uuid4(),
+            team_id=team_id,
+            scope=scope,
+            key=key,
+            status_code=status_code,
+            response=response,
+            created_at=clock.now(),
+        )
+    )
+    try:
+        async with db.begin_nested():
+            await db.flush()
+    except IntegrityError as exc:
+        # A concurrent request with the same key committed first; the caller rolls back its
+        # work and answers with the stored response.
+        raise Conflict("idempotency key in use by a concurrent request") from exc

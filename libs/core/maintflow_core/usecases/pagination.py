@@ -1,0 +1,57 @@
+"""Keyset pagination over (created_at, id), newest first. The cursor is opaque to clients."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute
+
+from maintflow_core.errors import InvalidField
+
+T = TypeVar("T")
+MAX_LIMIT = 500
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        parsed = datetime.fromisoformat(created)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return parsed, uuid.UUID(row_id)
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise InvalidField("cursor", "not a cursor returned by this API") from exc
+
+
+def paginate(
+    query: sa.Select[Any],
+    created_col: InstrumentedAttribute[datetime],
+    id_col: InstrumentedAttribute[uuid.UUID],
+    limit: int,
+    cursor: str | None,
+) -> sa.Select[Any]:
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        query = query.where(sa.tuple_(created_col, id_col) < sa.tuple_(created, row_id))
+    return query.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)
+
+
+def page_of(rows: Sequence[T], limit: int, key: Any) -> tuple[list[T], str | None]:
+    """Split the `limit + 1` fetched rows into the page and the next cursor."""
+    items = list(rows[:limit])
+    if len(rows) <= limit or not items:
+        return items, None
+    created, row_id = key(items[-1])
+    return items, encode_cursor(created, row_id)

@@ -1,0 +1,94 @@
+"""Reading sessions and moving them through their states:
+pending → in_progress → completed | failed, and pending | in_progress → cancelled."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_core.clock import Clock
+from maintflow_core.errors import IllegalTransition, InvalidField, NotFound
+from maintflow_core.models import Session
+from maintflow_core.schemas.batches import SessionUpdate
+from maintflow_core.usecases.pagination import paginate
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"in_progress", "cancelled"}),
+    "in_progress": frozenset({"completed", "failed", "cancelled"}),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def check_transition(current: str, new: str) -> None:
+    if new != current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (it is final)"
+        raise IllegalTransition(
+            f"a session cannot move from {current} to {new}; allowed from {current}: {allowed}"
+        )
+
+
+async def get_session(
+    db: AsyncSession, team_id: uuid.UUID, session_id: uuid.UUID, *, for_update: bool = False
+) -> Session:
+    query = sa.select(Session).where(Session.id == session_id, Session.team_id == team_id)
+    if for_update:
+        query = query.with_for_update()
+    session = await db.scalar(query)
+    if session is None:
+        raise NotFound("session not found")
+    return session
+
+
+async def list_sessions(
+    db: AsyncSession,
+    team_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+    batch_id: uuid.UUID | None = None,
+    flow_id: uuid.UUID | None = None,
+    status: str | None = None,
+) -> list[Session]:
+    query = sa.select(Session).where(Session.team_id == team_id)
+    if batch_id:
+        query = query.where(Session.batch_id == batch_id)
+    if flow_id:
+        query = query.where(Session.flow_id == flow_id)
+    if status:
+        query = query.where(Session.status == status)
+    return list(
+        (await db.scalars(paginate(query, Session.created_at, Session.id, limit, cursor))).all()
+    )
+
+
+async def update_session(
+    db: AsyncSession,
+    clock: Clock,
+    team_id: uuid.UUID,
+    session_id: uuid.UUID,
+    data: SessionUpdate,
+) -> Session:
+    # Row lock: two engineers moving the same session at once are serialised, and the second
+    # sees the first one's status when its transition is checked.
+    session = await get_session(db, team_id, session_id, for_update=True)
+    now = clock.now()
+    if data.status is not None and data.status != session.status:
+        check_transition(session.status, data.status)
+        if data.status == "in_progress":
+            session.started_at = now
+        if data.status in FINAL:
+            session.finished_at = now
+        session.status = data.status
+    if data.current_step_id is not None:
+        if not any(step.get("id") == data.current_step_id for step in session.steps):
+            raise InvalidField("current_step_id", "no step with this id in the session's flow")
+        session.current_step_id = data.current_step_id
+    if data.notes is not None:
+        session.notes = data.notes
+    session.updated_at = now
+    await db.flush()
+    return session

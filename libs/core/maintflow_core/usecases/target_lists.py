@@ -1,0 +1,93 @@
+"""Saved target lists, name unique per team."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_core.clock import Clock
+from maintflow_core.errors import Conflict, NotFound
+from maintflow_core.models import TargetList
+from maintflow_core.schemas.targets import TargetListCreate
+from maintflow_core.usecases.pagination import paginate
+
+
+async def _flush_unique(db: AsyncSession, name: str) -> None:
+    try:
+        async with db.begin_nested():
+            await db.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a target list named {name!r} already exists") from exc
+
+
+async def create_target_list(
+    db: AsyncSession, clock: Clock, team_id: uuid.UUID, data: TargetListCreate
+) -> TargetList:
+    now = clock.now()
+    target_list = TargetList(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        name=data.name,
+        description=data.description,
+        targets=[t.model_dump(exclude_none=True) for t in data.targets],
+        target_count=len(data.targets),
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(target_list)
+    await _flush_unique(db, data.name)
+    return target_list
+
+
+async def get_target_list(
+    db: AsyncSession, team_id: uuid.UUID, list_id: uuid.UUID, *, for_update: bool = False
+) -> TargetList:
+    query = sa.select(TargetList).where(TargetList.id == list_id, TargetList.team_id == team_id)
+    if for_update:
+        query = query.with_for_update()
+    target_list = await db.scalar(query)
+    if target_list is None:
+        raise NotFound("target list not found")
+    return target_list
+
+
+async def list_target_lists(
+    db: AsyncSession, team_id: uuid.UUID, limit: int, cursor: str | None
+) -> list[TargetList]:
+    query = paginate(
+        sa.select(TargetList).where(TargetList.team_id == team_id),
+        TargetList.created_at,
+        TargetList.id,
+        limit,
+        cursor,
+    )
+    return list((await db.scalars(query)).all())
+
+
+async def replace_target_list(
+    db: AsyncSession,
+    clock: Clock,
+    team_id: uuid.UUID,
+    list_id: uuid.UUID,
+    data: TargetListCreate,
+) -> TargetList:
+    target_list = await get_target_list(db, team_id, list_id)
+    target_list.name = data.name
+    target_list.description = data.description
+    target_list.targets = [t.model_dump(exclude_none=True) for t in data.targets]
+    target_list.target_count = len(data.targets)
+    target_list.updated_at = clock.now()
+    await _flush_unique(db, data.name)
+    return target_list
+
+
+async def delete_target_list(db: AsyncSession, team_id: uuid.UUID, list_id: uuid.UUID) -> None:
+    # Schedules that used it keep running with no targets (target_list_id SET NULL).
+    result = await db.execute(
+        sa.delete(TargetList).where(TargetList.id == list_id, TargetList.team_id == team_id)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound("target list not found")

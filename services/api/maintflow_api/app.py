@@ -1,0 +1,55 @@
+"""`create_app(settings)`: the FastAPI application, its routes and error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from maintflow_api import errors
+from maintflow_api.deps import AppState
+from maintflow_api.limits import BodySizeLimit
+from maintflow_api.routes import flows, ops, schedules, sessions, target_lists, users
+from maintflow_core.clock import Clock, SystemClock
+from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.settings import Settings
+
+Hook = Callable[[AppState], Awaitable[None]]
+
+
+def create_app(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+) -> FastAPI:
+    """The API. `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers
+    inside the same lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        state = AppState(settings, clock or SystemClock(), engine, create_sessionmaker(engine))
+        app.state.maintflow = state
+        if on_startup:
+            await on_startup(state)
+        try:
+            yield
+        finally:
+            if on_shutdown:
+                await on_shutdown(state)
+            await engine.dispose()
+
+    app = FastAPI(
+        title="maintflow",
+        version="0.1.0",
+        description="Scheduled maintenance for managed-service teams.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (users, flows, target_lists, sessions, schedules, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,71 @@
+"""Request dependencies: the app state, a database session per request, and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from maintflow_core.clock import Clock
+from maintflow_core.settings import Settings
+from maintflow_core.usecases.auth import authenticate
+from maintflow_core.usecases.pagination import MAX_LIMIT
+from maintflow_core.usecases.principal import Principal
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.maintflow
+    return state
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The route commits once; anything not committed is rolled back when the session closes."""
+    async with app_state(request).sessions() as db:
+        yield db
+
+
+State = Annotated[AppState, Depends(app_state)]
+DB = Annotated[AsyncSession, Depends(db_session)]
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer mf_…`")
+
+
+async def current_principal(
+    db: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    principal = await authenticate(db, credentials.credentials)
+    if principal is None:
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def _role(role: str) -> object:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        principal.require(role)
+        return principal
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, Depends(current_principal)]
+Engineer = Annotated[Principal, _role("engineer")]
+Admin = Annotated[Principal, _role("admin")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=500, description="`next_cursor` of the previous page.")
+]

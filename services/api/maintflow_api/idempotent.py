@@ -1,0 +1,47 @@
+"""Idempotency-Key handling for routes that launch work: replay the first response for a
+repeated key, and store the response in the same transaction as the work it describes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_api.deps import AppState
+from maintflow_core.errors import Conflict
+from maintflow_core.usecases import idempotency
+from maintflow_core.usecases.principal import Principal
+
+
+async def run_once(
+    db: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    scope: str,
+    key: str | None,
+    status_code: int,
+    work: Callable[[], Awaitable[Any]],
+) -> JSONResponse:
+    ttl = state.settings.idempotency_ttl_s
+    if key is not None:
+        idempotency.check_key(key)
+        stored = await idempotency.recall(db, state.clock, principal.team_id, scope, key, ttl)
+        if stored is not None:
+            return JSONResponse(status_code=stored[0], content=stored[1])
+    body = jsonable_encoder(await work())
+    if key is not None:
+        try:
+            await idempotency.remember(
+                db, state.clock, principal.team_id, scope, key, status_code, body
+            )
+        except Conflict:
+            # A concurrent request with the same key won; drop our work, answer with its result.
+            await db.rollback()
+            stored = await idempotency.recall(db, state.clock, principal.team_id, scope, key, ttl)
+            assert stored is not None
+            return JSONResponse(status_code=stored[0], content=stored[1])
+    await db.commit()
+    return JSONResponse(status_code=status_code, content=body)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from maintflow_api.deps import DB, State, Viewer
+from maintflow_core.models import MaintenanceSchedule
+from maintflow_core.usecases import lease
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        async with state.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if state.settings.redis_url:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
+        try:
+            await client.ping()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        finally:
+            await client.aclose()
+    else:
+        checks["broker"] = "ok (in-memory)"
+    ok = all(v.startswith("ok") for v in checks.values())
+    return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks})
+
+
+@router.get("/v1/ops/scheduler")
+async def scheduler_status(db: DB, state: State, principal: Viewer) -> dict[str, Any]:
+    current = await lease.current(db)
+    now = state.clock.now()
+    backlog = await db.scalar(
+        sa.select(sa.func.count()).where(
+            MaintenanceSchedule.is_active,
+            MaintenanceSchedule.next_run_at.is_not(None),
+            MaintenanceSchedule.next_run_at <= now,
+        )
+    )
+    live = current is not None and current.expires_at >= now
+    return {
+        "leader_id": current.holder if live and current else None,
+        "leader_since": current.acquired_at if live and current else None,
+        "last_tick_at": current.last_tick_at if current else None,
+        "due_backlog": backlog or 0,
+    }

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+
+from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.idempotent import run_once
+from maintflow_core.schemas.batches import (
+    BatchDetail,
+    BatchLaunch,
+    BatchLaunched,
+    BatchOut,
+    SessionBrief,
+    SessionOut,
+    SessionStatus,
+    SessionUpdate,
+)
+from maintflow_core.schemas.common import Page
+from maintflow_core.usecases import batches, sessions
+from maintflow_core.usecases.pagination import page_of
+
+router = APIRouter(tags=["sessions and batches"])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Same key within 24 h: the first response again."),
+]
+
+
+@router.post("/v1/sessions/batch", status_code=201, response_model=BatchLaunched)
+async def launch_batch(
+    body: BatchLaunch, db: DB, state: State, principal: Engineer, key: IdempotencyKey = None
+) -> JSONResponse:
+    async def work() -> BatchLaunched:
+        launched = await batches.launch_batch(db, state.clock, principal.team_id, body)
+        return BatchLaunched(
+            batch_id=launched.batch_id,
+            count=len(launched.sessions),
+            sessions=[SessionBrief(**s) for s in launched.sessions],
+        )
+
+    return await run_once(db, state, principal, "sessions.batch", key, 201, work)
+
+
+@router.get("/v1/sessions", response_model=Page[SessionOut])
+async def list_sessions(
+    db: DB,
+    principal: Viewer,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    batch_id: uuid.UUID | None = None,
+    flow_id: uuid.UUID | None = None,
+    status: SessionStatus | None = None,
+) -> Page[SessionOut]:
+    rows = await sessions.list_sessions(
+        db, principal.team_id, limit, cursor, batch_id, flow_id, status
+    )
+    items, next_cursor = page_of(rows, limit, lambda s: (s.created_at, s.id))
+    return Page[SessionOut](
+        items=[SessionOut.model_validate(s) for s in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/v1/sessions/{session_id}", response_model=SessionOut)
+async def get_session(session_id: uuid.UUID, db: DB, principal: Viewer) -> SessionOut:
+    return SessionOut.model_validate(await sessions.get_session(db, principal.team_id, session_id))
+
+
+@router.patch("/v1/sessions/{session_id}", response_model=SessionOut)
+async def update_session(
+    session_id: uuid.UUID, body: SessionUpdate, db: DB, state: State, principal: Engineer
+) -> SessionOut:
+    session = await sessions.update_session(db, state.clock, principal.team_id, session_id, body)
+    await db.commit()
+    return SessionOut.model_validate(session)
+
+
+@router.get("/v1/batches", response_model=Page[BatchOut])
+async def list_batches(
+    db: DB,
+    principal: Viewer,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    flow_id: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
+) -> Page[BatchOut]:
+    views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
+    items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
+    return Page[BatchOut](
+        items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/v1/batches/{batch_id}", response_model=BatchDetail)
+async def get_batch(batch_id: uuid.UUID, db: DB, principal: Viewer) -> BatchDetail:
+    batch = await batches.get_batch(db, principal.team_id, batch_id)
+    counts = await batches.status_counts(db, [batch.id])
+    view = batches.BatchView(batch, counts.get(batch.id, {}))
+    briefs = await batches.session_briefs(db, batch.id)
+    return BatchDetail(**view.as_dict(), sessions=[SessionBrief(**s) for s in briefs])

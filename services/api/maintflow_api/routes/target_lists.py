@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_core.schemas.common import Page
+from maintflow_core.schemas.targets import TargetListCreate, TargetListOut
+from maintflow_core.usecases import target_lists
+from maintflow_core.usecases.pagination import page_of
+
+router = APIRouter(prefix="/v1/target-lists", tags=["target lists"])
+
+
+@router.post("", status_code=201, response_model=TargetListOut)
+async def create_target_list(
+    body: TargetListCreate, db: DB, state: State, principal: Engineer
+) -> TargetListOut:
+    target_list = await target_lists.create_target_list(db, state.clock, principal.team_id, body)
+    await db.commit()
+    return TargetListOut.model_validate(target_list)
+
+
+@router.get("", response_model=Page[TargetListOut])
+async def list_target_lists(
+    db: DB, principal: Viewer, limit: Limit = 50, cursor: Cursor = None
+) -> Page[TargetListOut]:
+    rows = await target_lists.list_target_lists(db, principal.team_id, limit, cursor)
+    items, next_cursor = page_of(rows, limit, lambda t: (t.created_at, t.id))
+    return Page[TargetListOut](
+        items=[TargetListOut.model_validate(t) for t in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/{list_id}", response_model=TargetListOut)
+async def get_target_list(list_id: uuid.UUID, db: DB, principal: Viewer) -> TargetListOut:
+    return TargetListOut.model_validate(
+        await target_lists.get_target_list(db, principal.team_id, list_id)
+    )
+
+
+@router.put("/{list_id}", response_model=TargetListOut)
+async def replace_target_list(
+    list_id: uuid.UUID, body: TargetListCreate, db: DB, state: State, principal: Engineer
+) -> TargetListOut:
+    target_list = await target_lists.replace_target_list(
+        db, state.clock, principal.team_id, list_id, body
+    )
+    await db.commit()
+    return TargetListOut.model_validate(target_list)
+
+
+@router.delete("/{list_id}", status_code=204, response_class=Response)
+async def delete_target_list(list_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
+    await target_lists.delete_target_list(db, principal.team_id, list_id)
+    await db.commit()
+    return Response(status_code=204)

@@ -1,0 +1,128 @@
+"""`maintflow dev | api | scheduler | worker | migrate | admin`: one command for every role."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from maintflow_core.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from maintflow_cli.embedded import run_dev
+
+    return run_dev(_settings(), args.host, args.port)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from maintflow_core.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings)
+    uvicorn.run(
+        "maintflow_api.main:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_scheduler(_args: argparse.Namespace) -> int:
+    from maintflow_scheduler.main import main
+
+    main(_settings())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.redis_url is None:
+        print("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)", file=sys.stderr)
+        return 2
+    from maintflow_workers.broker import QUEUES
+
+    argv = [
+        sys.executable, "-m", "dramatiq", "maintflow_workers.entry",
+        "--processes", str(args.processes or settings.worker_processes),
+        "--threads", str(args.threads or settings.worker_threads),
+        "--queues", *QUEUES,
+        "--worker-shutdown-timeout", str(int(settings.actor_time_limit_s * 1000)),
+    ]
+    os.execv(sys.executable, argv)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from maintflow_core.db import migrate
+
+    settings = _settings()
+    if args.downgrade:
+        migrate.downgrade(settings.database_url, args.downgrade)
+        print(f"downgraded to {args.downgrade}")
+    else:
+        migrate.upgrade(settings.database_url, args.revision)
+        print(f"database at {args.revision}")
+    return 0
+
+
+def cmd_create_team(args: argparse.Namespace) -> int:
+    from maintflow_cli.admin import create_team
+
+    result = asyncio.run(create_team(_settings(), args.name, args.email))
+    print(json.dumps(result))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maintflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="embedded mode: API, scheduler and workers in one process")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=cmd_dev)
+
+    api = sub.add_parser("api", help="serve the REST API (distributed mode)")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 (a server in a container)
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    api.set_defaults(func=cmd_api)
+
+    sched = sub.add_parser("scheduler", help="run one scheduler replica (leader-elected)")
+    sched.set_defaults(func=cmd_scheduler)
+
+    worker = sub.add_parser("worker", help="run Dramatiq workers on Redis")
+    worker.add_argument("--processes", type=int, default=None)
+    worker.add_argument("--threads", type=int, default=None)
+    worker.set_defaults(func=cmd_worker)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--revision", default="head")
+    mig.add_argument("--downgrade", metavar="REVISION", default=None)
+    mig.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("admin", help="administration")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    team = admin_sub.add_parser("create-team", help="create a team and its first admin")
+    team.add_argument("name")
+    team.add_argument("--email", default=None)
+    team.set_defaults(func=cmd_create_team)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    sys.exit(args.func(args))

@@ -1,0 +1,187 @@
+"""The leader loop. APScheduler (memory job store) drives periodic jobs — lease renewal, tick,
+relay, reconciler — and holds nothing about individual schedules; those live in the database.
+Every job logs and carries on after an error; only the leader ticks, relays and reconciles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from maintflow_core.clock import Clock
+from maintflow_core.settings import Settings
+from maintflow_core.usecases import lease as lease_uc
+from maintflow_core.usecases import outbox as outbox_uc
+from maintflow_core.usecases.firing import ClaimResult, claim_due
+from maintflow_core.usecases.schedules import FIRE_KIND
+from maintflow_workers.actors import FIRE_SCHEDULE
+from maintflow_workers.broker import enqueue_many
+
+log = logging.getLogger("maintflow.scheduler")
+MAX_CLAIM_PASSES = 50
+
+
+def make_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        broker: dramatiq.Broker,
+        holder_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self.broker = broker
+        self.holder_id = holder_id or make_holder_id()
+        self.leadership: lease_uc.Leadership | None = None
+        self._leader_since: float | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership is not None and self.leadership.expires_at > self.clock.now()
+
+    async def renew(self) -> bool:
+        """Take or extend the lease. On a database error we keep what we had until it expires."""
+        was = self.leadership
+        try:
+            async with self.sessions() as db, db.begin():
+                self.leadership = await lease_uc.acquire_or_renew(
+                    db,
+                    self.holder_id,
+                    self.clock.now(),
+                    timedelta(seconds=self.settings.scheduler_lease_s),
+                )
+        except Exception:
+            log.exception("lease_renew_failed", extra={"holder": self.holder_id})
+            if not self.is_leader:
+                self.leadership = None
+        if self.leadership and (was is None or was.epoch != self.leadership.epoch):
+            self._leader_since = time.monotonic()
+            log.info("leader_elected", extra={"holder": self.holder_id, "epoch": self.leadership.epoch})
+        elif was and not self.leadership:
+            log.warning("leadership_lost", extra={"holder": self.holder_id, "epoch": was.epoch})
+        return self.is_leader
+
+    async def tick(self) -> ClaimResult:
+        """Claim everything due now, in bounded passes of one transaction each, then relay."""
+        total = ClaimResult()
+        if not self.is_leader:
+            return total
+        assert self.leadership is not None
+        for _ in range(MAX_CLAIM_PASSES):
+            now = self.clock.now()
+            async with self.sessions() as db, db.begin():
+                if not await lease_uc.fence(db, self.leadership, now):
+                    log.warning("fenced_out", extra={"holder": self.holder_id})
+                    self.leadership = None
+                    return total
+                result = await claim_due(db, now, self.settings)
+            total.claimed += result.claimed
+            total.batch_ids += result.batch_ids
+            total.duplicates += result.duplicates
+            total.missed += result.missed
+            total.lag_seconds += result.lag_seconds
+            if result.claimed < self.settings.scheduler_claim_batch:
+                break
+        if total.batch_ids:
+            log.info(
+                "schedules_fired",
+                extra={"batches": len(total.batch_ids), "duplicates": total.duplicates},
+            )
+            await self.relay()
+        return total
+
+    async def _publish(self, rows: Sequence[outbox_uc.OutboxMessage]) -> None:
+        messages = []
+        for _id, kind, payload in rows:
+            if kind != FIRE_KIND:
+                log.error("outbox_kind_unknown", extra={"kind": kind, "outbox_id": _id})
+                continue
+            actor = self.broker.get_actor(FIRE_SCHEDULE)
+            messages.append(actor.message(payload["batch_id"]))
+        await asyncio.to_thread(enqueue_many, self.broker, messages)
+
+    async def relay(self) -> int:
+        if not self.is_leader:
+            return 0
+        sent = 0
+        for _ in range(MAX_CLAIM_PASSES):
+            async with self.sessions() as db, db.begin():
+                n = await outbox_uc.relay_once(db, self._publish, self.clock.now())
+            sent += n
+            if n < 500:
+                break
+        return sent
+
+    async def reconcile(self) -> int:
+        if not self.is_leader:
+            return 0
+        async with self.sessions() as db, db.begin():
+            ids = await outbox_uc.reconcile(
+                db, self.clock.now(), timedelta(seconds=self.settings.reconcile_after_s)
+            )
+            await outbox_uc.purge_dispatched(db, self.clock.now() - timedelta(hours=1))
+        if ids:
+            log.warning("batches_redriven", extra={"count": len(ids)})
+            await self.relay()
+        return len(ids)
+
+    async def _guarded(self, name: str, job: Any) -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("scheduler_job_failed", extra={"job": name})
+
+    def start(self) -> None:
+        """Start the periodic jobs on the running event loop."""
+        s = self.settings
+        scheduler = AsyncIOScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                          "misfire_grace_time": 30}
+        )
+        for name, job, every in (
+            ("renew", self.renew, s.scheduler_renew_interval_s),
+            ("tick", self.tick, s.scheduler_tick_interval_s),
+            ("relay", self.relay, s.relay_interval_s),
+            ("reconcile", self.reconcile, s.reconcile_interval_s),
+        ):
+            scheduler.add_job(self._guarded, "interval", args=(name, job), seconds=every, id=name)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self.leadership is not None:
+            try:
+                async with self.sessions() as db, db.begin():
+                    await lease_uc.release(db, self.leadership, self.clock.now())
+            except Exception:
+                log.exception("lease_release_failed")
+            self.leadership = None
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await self.renew()
+        self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

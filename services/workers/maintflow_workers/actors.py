@@ -1,0 +1,58 @@
+"""The actors. Thin: each takes ids, runs one core use-case in one transaction, commits, and only
+then talks to the broker. All are idempotent, because delivery is at-least-once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import dramatiq
+
+from maintflow_core.settings import Settings
+from maintflow_core.usecases import fanout
+from maintflow_workers import context
+from maintflow_workers.broker import FANOUT_QUEUE, SESSIONS_QUEUE, enqueue_many
+
+log = logging.getLogger("maintflow.workers")
+
+FIRE_SCHEDULE = "fire_schedule"
+CREATE_SESSION = "create_session"
+
+
+async def fire_schedule(batch_id: str) -> None:
+    """Resolve the batch's snapshot, then enqueue one create_session per target still lacking a
+    session. A redelivery (or the reconciler) re-enqueues only what is missing."""
+    ctx = context.current()
+    async with ctx.transaction() as db:
+        resolved = await fanout.resolve_batch(db, uuid.UUID(batch_id), ctx.clock.now())
+    if resolved is None:
+        log.warning("batch_gone", extra={"batch_id": batch_id})
+        return
+    if not resolved.missing:
+        return
+    broker = dramatiq.get_broker()
+    actor = broker.get_actor(CREATE_SESSION)
+    messages = [actor.message(batch_id, t["label"], t.get("notes")) for t in resolved.missing]
+    # Off the event loop: the broker client is synchronous.
+    await asyncio.to_thread(enqueue_many, broker, messages)
+    log.info("batch_fanned_out", extra={"batch_id": batch_id, "messages": len(messages)})
+
+
+async def create_session(batch_id: str, label: str, notes: str | None = None) -> None:
+    ctx = context.current()
+    async with ctx.transaction() as db:
+        await fanout.create_session(db, uuid.UUID(batch_id), label, notes, ctx.clock.now())
+
+
+def declare(broker: dramatiq.Broker, settings: Settings) -> None:
+    """Register the actors on `broker` (and make it the global broker actors send through)."""
+    dramatiq.set_broker(broker)
+    options: dict[str, Any] = {
+        "broker": broker,
+        "max_retries": settings.actor_max_retries,
+        "time_limit": int(settings.actor_time_limit_s * 1000),
+    }
+    dramatiq.actor(fire_schedule, actor_name=FIRE_SCHEDULE, queue_name=FANOUT_QUEUE, **options)
+    dramatiq.actor(create_session, actor_name=CREATE_SESSION, queue_name=SESSIONS_QUEUE, **options)

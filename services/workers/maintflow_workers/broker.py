@@ -1,0 +1,99 @@
+"""Broker construction (Redis in distributed mode, in-memory for embedded mode and unit tests),
+with an explicit middleware list, and fast bulk enqueue for fan-out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    CurrentMessage,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from maintflow_core.settings import Settings
+
+FANOUT_QUEUE = "fanout"
+SESSIONS_QUEUE = "sessions"
+QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE)
+
+
+def middleware(settings: Settings) -> list[Any]:
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=int(settings.actor_time_limit_s * 1000)),
+        ShutdownNotifications(),
+        Retries(
+            max_retries=settings.actor_max_retries,
+            min_backoff=settings.actor_min_backoff_ms,
+            max_backoff=settings.actor_max_backoff_ms,
+        ),
+        CurrentMessage(),
+        AsyncIO(),
+    ]
+
+
+def build_broker(settings: Settings, *, stub: bool | None = None) -> dramatiq.Broker:
+    """A broker with maintflow's middleware and actors declared."""
+    use_stub = stub if stub is not None else settings.redis_url is None
+    broker: dramatiq.Broker
+    if use_stub:
+        broker = StubBroker(middleware=middleware(settings))
+    else:
+        assert settings.redis_url is not None
+        broker = RedisBroker(
+            url=settings.redis_url,
+            namespace=settings.broker_namespace,
+            middleware=middleware(settings),
+            heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+            maintenance_chance=settings.broker_maintenance_chance,
+        )
+    from maintflow_workers.actors import declare
+
+    declare(broker, settings)
+    return broker
+
+
+def message(broker: dramatiq.Broker, actor_name: str, *args: Any) -> dramatiq.Message[Any]:
+    actor = broker.get_actor(actor_name)
+    return actor.message(*args)
+
+
+def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
+    """Enqueue many messages in few round trips. On Redis this pipelines Dramatiq's own enqueue
+    script (same keys and format as `broker.enqueue`), which is several times faster than one
+    `send()` per message; elsewhere it falls back to `broker.enqueue`."""
+    if not isinstance(broker, RedisBroker):
+        for msg in messages:
+            broker.enqueue(msg)
+        return
+    script = broker.scripts["dispatch"]
+    for start in range(0, len(messages), 1000):
+        chunk = [
+            m.copy(options={"redis_message_id": str(uuid.uuid4())})
+            for m in messages[start : start + 1000]
+        ]
+        pipe = broker.client.pipeline(transaction=False)
+        for msg in chunk:
+            broker.emit_before("enqueue", msg, None)
+            script(
+                keys=[broker.namespace],
+                args=[
+                    "enqueue", current_millis(), msg.queue_name, broker.broker_id,
+                    broker.heartbeat_timeout, broker.dead_message_ttl, 0,
+                    broker._max_unpack_size(), msg.options["redis_message_id"], msg.encode(),
+                ],
+                client=pipe,
+            )
+        pipe.execute()
+        for msg in chunk:
+            broker.emit_after("enqueue", msg, None)

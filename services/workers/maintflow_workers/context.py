@@ -1,0 +1,57 @@
+"""What an actor needs at run time: settings, a clock and a database engine that belongs to the
+worker's own event loop. Set once per worker process by `configure`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from maintflow_core.clock import Clock, SystemClock
+from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.settings import Settings
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    _engine: AsyncEngine | None = None
+    _sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        # Built lazily, on first use, so it is created on the loop thread that runs the actors.
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+            self._sessions = create_sessionmaker(self._engine)
+        return self._engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        self.engine  # noqa: B018  (ensures the sessionmaker exists)
+        assert self._sessions is not None
+        async with self._sessions() as db, db.begin():
+            yield db
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+
+
+_context: WorkerContext | None = None
+
+
+def configure(context: WorkerContext) -> None:
+    global _context
+    _context = context
+
+
+def current() -> WorkerContext:
+    if _context is None:
+        raise RuntimeError("worker context not configured: call maintflow_workers.context.configure")
+    return _context

@@ -1,0 +1,18 @@
+"""Import target of the `dramatiq` CLI in distributed mode (`maintflow worker` runs it): builds
+the Redis broker and the worker context from MAINTFLOW_* variables in each worker process."""
+
+from __future__ import annotations
+
+from maintflow_core.logging import configure_logging
+from maintflow_core.settings import Settings
+from maintflow_workers import context
+from maintflow_workers.broker import build_broker
+from maintflow_workers.lifecycle import DisposeEngine
+
+settings = Settings()
+configure_logging(settings)
+if settings.redis_url is None:
+    raise SystemExit("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)")
+context.configure(context.WorkerContext(settings))
+broker = build_broker(settings)
+broker.add_middleware(DisposeEngine())

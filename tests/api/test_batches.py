@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from tests.conftest import TeamCtx, new_flow, new_target_list
+
+
+async def _launch(t: TeamCtx, **body: object) -> dict[str, object]:
+    r = await t.req("POST", "/v1/sessions/batch", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_launch_from_a_saved_list_and_read_zero_of_three(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    tl = await new_target_list(team, 3)
+    launched = await _launch(team, flow_id=flow["id"], target_list_id=tl["id"])
+    assert launched["count"] == 3
+    sessions = launched["sessions"]
+    assert isinstance(sessions, list)
+    assert {s["status"] for s in sessions} == {"pending"}
+    batch = (await team.req("GET", f"/v1/batches/{launched['batch_id']}")).json()
+    assert batch["progress"] == "0/3"
+    assert batch["trigger"] == "manual"
+    assert batch["status_counts"] == {
+        "pending": 3, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0
+    }
+    assert len(batch["sessions"]) == 3
+    used = (await team.req("GET", f"/v1/target-lists/{tl['id']}")).json()
+    assert used["last_used_at"] is not None
+
+
+async def test_each_session_snapshots_the_flow_steps(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    launched = await _launch(team, flow_id=flow["id"], targets=[{"label": "web-1", "notes": "n"}])
+    sid = launched["sessions"][0]["id"]  # type: ignore[index]
+    await team.req("PATCH", f"/v1/flows/{flow['id']}", json={"steps": [
+        {"id": "only", "type": "procedure_end", "title": "Changed"}]})
+    session = (await team.req("GET", f"/v1/sessions/{sid}")).json()
+    assert [s["id"] for s in session["steps"]] == ["s1", "s2", "end"]
+    assert session["target_notes"] == "n"
+
+
+async def test_launch_from_a_previous_batch_copies_its_targets(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    first = await _launch(team, flow_id=flow["id"], targets=[{"label": "a"}, {"label": "b"}])
+    second = await _launch(team, flow_id=flow["id"], from_batch_id=first["batch_id"])
+    assert sorted(s["target_label"] for s in second["sessions"]) == ["a", "b"]  # type: ignore[union-attr]
+
+
+async def test_launch_rules(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    proc = await new_flow(team, "procedural", "Onboard")
+    tl = await new_target_list(team, 2)
+    bad = [
+        ({"flow_id": flow["id"]}, 422),
+        ({"flow_id": flow["id"], "targets": []}, 422),
+        ({"flow_id": flow["id"], "targets": [{"label": "a"}], "target_list_id": tl["id"]}, 422),
+        ({"flow_id": flow["id"], "targets": [{"label": "a"}, {"label": "a"}]}, 422),
+        ({"flow_id": "not-a-uuid", "targets": [{"label": "a"}]}, 422),
+        ({"flow_id": proc["id"], "targets": [{"label": "a"}]}, 400),
+        ({"flow_id": "00000000-0000-0000-0000-000000000000", "targets": [{"label": "a"}]}, 404),
+        ({"flow_id": flow["id"], "target_list_id": "00000000-0000-0000-0000-000000000000"}, 404),
+    ]
+    for body, status in bad:
+        r = await team.req("POST", "/v1/sessions/batch", json=body)
+        assert r.status_code == status, (body, r.text)
+    async with team.sessions() as db:
+        assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 0
+
+
+async def test_ten_thousand_targets_in_one_request(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    targets = [{"label": f"host-{i:05d}"} for i in range(10_000)]
+    launched = await _launch(team, flow_id=flow["id"], targets=targets)
+    assert launched["count"] == 10_000
+    async with team.sessions() as db:
+        n = await db.scalar(
+            sa.text("SELECT count(*) FROM sessions WHERE batch_id = :b"),
+            {"b": launched["batch_id"]},
+        )
+    assert n == 10_000
+
+
+async def test_idempotency_key_returns_the_first_response(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    body = {"flow_id": flow["id"], "targets": [{"label": "a"}]}
+    headers = {"Idempotency-Key": "launch-1"}
+    first = await team.req("POST", "/v1/sessions/batch", json=body, headers=headers)
+    again = await team.req("POST", "/v1/sessions/batch", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    async with team.sessions() as db:
+        assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 1
+
+
+async def test_concurrent_requests_with_one_key_create_one_batch(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    body = {"flow_id": flow["id"], "targets": [{"label": "a"}, {"label": "b"}]}
+    headers = {"Idempotency-Key": "race"}
+    results = await asyncio.gather(
+        *(team.req("POST", "/v1/sessions/batch", json=body, headers=headers) for _ in range(5))
+    )
+    assert {r.status_code for r in results} == {201}
+    assert len({r.json()["batch_id"] for r in results}) == 1
+    async with team.sessions() as db:
+        assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 1
+        assert await db.scalar(sa.text("SELECT count(*) FROM sessions")) == 2
+
+
+async def test_session_transitions(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    launched = await _launch(team, flow_id=flow["id"], targets=[{"label": "a"}, {"label": "b"}])
+    a, b = (s["id"] for s in launched["sessions"])  # type: ignore[union-attr]
+
+    async def move(sid: str, status: str) -> int:
+        return (await team.req("PATCH", f"/v1/sessions/{sid}", json={"status": status})).status_code
+
+    assert await move(a, "completed") == 409  # pending cannot jump to completed
+    assert await move(a, "in_progress") == 200
+    assert await move(a, "pending") == 409
+    assert await move(a, "completed") == 200
+    assert await move(a, "cancelled") == 409  # final
+    assert await move(b, "cancelled") == 200
+    assert await move(b, "in_progress") == 409
+    r = await team.req("PATCH", f"/v1/sessions/{a}", json={"status": "done"})
+    assert r.status_code == 422
+    r = await team.req("PATCH", f"/v1/sessions/{b}", json={"current_step_id": "nope"})
+    assert r.status_code == 422
+    r = await team.req("PATCH", f"/v1/sessions/{b}", json={"current_step_id": "s2", "notes": "ok"})
+    assert r.status_code == 200 and r.json()["current_step_id"] == "s2"
+    batch = (await team.req("GET", f"/v1/batches/{launched['batch_id']}")).json()
+    assert batch["progress"] == "1/2"
+    assert batch["status_counts"]["completed"] == 1
+    assert batch["status_counts"]["cancelled"] == 1
+
+
+async def test_lists_filter_sessions_and_batches(team: TeamCtx) -> None:
+    f1 = await new_flow(team, name="one")
+    f2 = await new_flow(team, name="two")
+    b1 = await _launch(team, flow_id=f1["id"], targets=[{"label": "a"}, {"label": "b"}])
+    await _launch(team, flow_id=f2["id"], targets=[{"label": "c"}])
+    r = await team.req("GET", "/v1/sessions", params={"batch_id": b1["batch_id"]})
+    assert sorted(s["target_label"] for s in r.json()["items"]) == ["a", "b"]
+    r = await team.req("GET", "/v1/sessions", params={"flow_id": f2["id"], "status": "pending"})
+    assert [s["target_label"] for s in r.json()["items"]] == ["c"]
+    r = await team.req("GET", "/v1/batches", params={"flow_id": f1["id"]})
+    items = r.json()["items"]
+    assert len(items) == 1 and items[0]["progress"] == "0/2"
+    r = await team.req("GET", "/v1/sessions", params={"status": "bogus"})
+    assert r.status_code == 422
