@@ -133,7 +133,9 @@ class TeamCtx:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    async def req(self, method: str, url: str, token: str | None = None, **kw: Any) -> httpx.Response:
+    async def req(
+        self, method: str, url: str, token: str | None = None, **kw: Any
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.token}", **kw.pop("headers", {})}
         return await self.client.request(method, url, headers=headers, **kw)
 
@@ -189,8 +191,12 @@ STEPS = [
 ]
 
 
-async def new_flow(t: TeamCtx, flow_type: str = "maintenance", name: str = "Patch RDS") -> dict[str, Any]:
-    r = await t.req("POST", "/v1/flows", json={"name": name, "flow_type": flow_type, "steps": STEPS})
+async def new_flow(
+    t: TeamCtx, flow_type: str = "maintenance", name: str = "Patch RDS"
+) -> dict[str, Any]:
+    r = await t.req(
+        "POST", "/v1/flows", json={"name": name, "flow_type": flow_type, "steps": STEPS}
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 

@@ -28,7 +28,9 @@ async def _routes(client: httpx.AsyncClient) -> list[tuple[str, str]]:
 async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
     flow = await new_flow(t)
     tl = await new_target_list(t, 2)
-    r = await t.req("POST", "/v1/sessions/batch", json={"flow_id": flow["id"], "target_list_id": tl["id"]})
+    r = await t.req(
+        "POST", "/v1/sessions/batch", json={"flow_id": flow["id"], "target_list_id": tl["id"]}
+    )
     batch = r.json()
     s = await t.req(
         "POST",
@@ -36,7 +38,9 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
         json={"flow_id": flow["id"], "cron_expression": "0 9 * * *", "target_list_id": tl["id"]},
     )
     assert s.status_code == 201, s.text
-    eng = await t.req("POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"})
+    eng = await t.req(
+        "POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"}
+    )
     return {
         "flow_id": flow["id"],
         "list_id": tl["id"],
@@ -56,13 +60,18 @@ def _write(method: str) -> bool:
 
 
 async def test_every_route_needs_a_token(team: TeamCtx) -> None:
-    fake = {k: str(uuid.uuid4()) for k in
-            ("flow_id", "list_id", "batch_id", "session_id", "schedule_id", "user_id")}
+    fake = {
+        k: str(uuid.uuid4())
+        for k in ("flow_id", "list_id", "batch_id", "session_id", "schedule_id", "user_id")
+    }
     routes = await _routes(team.client)
     assert len(routes) >= 20
     for method, path in routes:
-        for headers in ({}, {"Authorization": "Bearer mf_not-a-real-token"},
-                        {"Authorization": "Basic abc"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer mf_not-a-real-token"},
+            {"Authorization": "Basic abc"},
+        ):
             r = await team.client.request(method, _fill(path, fake), headers=headers, json={})
             assert r.status_code == 401, (method, path, headers, r.status_code)
 
@@ -95,7 +104,9 @@ async def _dump(t: TeamCtx) -> dict[str, Any]:
     return out
 
 
-async def test_another_teams_ids_are_answered_as_missing(team: TeamCtx, other_team: TeamCtx) -> None:
+async def test_another_teams_ids_are_answered_as_missing(
+    team: TeamCtx, other_team: TeamCtx
+) -> None:
     ids = await _fixture_ids(team)
     before = await _dump(team)
     leaked = set(ids.values())
@@ -112,7 +123,11 @@ async def test_another_teams_ids_are_answered_as_missing(team: TeamCtx, other_te
     # Bodies that pass validation still see nothing of the first team.
     probes = [
         ("POST", "/v1/sessions/batch", {"flow_id": ids["flow_id"], "targets": [{"label": "x"}]}),
-        ("POST", "/v1/sessions/batch", {"flow_id": ids["flow_id"], "from_batch_id": ids["batch_id"]}),
+        (
+            "POST",
+            "/v1/sessions/batch",
+            {"flow_id": ids["flow_id"], "from_batch_id": ids["batch_id"]},
+        ),
         ("PATCH", f"/v1/sessions/{ids['session_id']}", {"status": "in_progress"}),
         ("PATCH", f"/v1/flows/{ids['flow_id']}", {"name": "stolen"}),
         ("PUT", f"/v1/target-lists/{ids['list_id']}", {"name": "n", "targets": [{"label": "x"}]}),
@@ -123,7 +138,12 @@ async def test_another_teams_ids_are_answered_as_missing(team: TeamCtx, other_te
         r = await other_team.req(method, url, json=body)
         assert r.status_code == 404, (method, url, r.status_code, r.text)
     assert await _dump(team) == before
-    lists = ["/v1/flows", "/v1/target-lists", "/v1/sessions", "/v1/batches",
-             "/v1/maintenance-schedules"]
+    lists = [
+        "/v1/flows",
+        "/v1/target-lists",
+        "/v1/sessions",
+        "/v1/batches",
+        "/v1/maintenance-schedules",
+    ]
     for url in lists:
         assert (await other_team.req("GET", url)).json()["items"] == [], url

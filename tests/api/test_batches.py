@@ -25,7 +25,11 @@ async def test_launch_from_a_saved_list_and_read_zero_of_three(team: TeamCtx) ->
     assert batch["progress"] == "0/3"
     assert batch["trigger"] == "manual"
     assert batch["status_counts"] == {
-        "pending": 3, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0
+        "pending": 3,
+        "in_progress": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
     }
     assert len(batch["sessions"]) == 3
     used = (await team.req("GET", f"/v1/target-lists/{tl['id']}")).json()
@@ -36,8 +40,11 @@ async def test_each_session_snapshots_the_flow_steps(team: TeamCtx) -> None:
     flow = await new_flow(team)
     launched = await _launch(team, flow_id=flow["id"], targets=[{"label": "web-1", "notes": "n"}])
     sid = launched["sessions"][0]["id"]  # type: ignore[index]
-    await team.req("PATCH", f"/v1/flows/{flow['id']}", json={"steps": [
-        {"id": "only", "type": "procedure_end", "title": "Changed"}]})
+    await team.req(
+        "PATCH",
+        f"/v1/flows/{flow['id']}",
+        json={"steps": [{"id": "only", "type": "procedure_end", "title": "Changed"}]},
+    )
     session = (await team.req("GET", f"/v1/sessions/{sid}")).json()
     assert [s["id"] for s in session["steps"]] == ["s1", "s2", "end"]
     assert session["target_notes"] == "n"

@@ -18,7 +18,10 @@ async def test_flow_validation_names_the_field(team: TeamCtx) -> None:
         ({"name": "", "flow_type": "maintenance", "steps": STEPS}, ("body", "name")),
         ({"name": "x\x00y", "flow_type": "maintenance", "steps": STEPS}, ("body", "name")),
         ({"name": "x", "flow_type": "maintenance", "steps": STEPS + STEPS[:1]}, ("body", "steps")),
-        ({"name": "x", "flow_type": "maintenance", "steps": STEPS, "colour": 1}, ("body", "colour")),
+        (
+            {"name": "x", "flow_type": "maintenance", "steps": STEPS, "colour": 1},
+            ("body", "colour"),
+        ),
     ]
     for body, loc in cases:
         r = await team.req("POST", "/v1/flows", json=body)

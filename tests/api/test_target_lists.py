@@ -18,7 +18,9 @@ async def test_create_read_replace_delete_a_target_list(team: TeamCtx) -> None:
 
 async def test_name_is_unique_within_a_team_only(team: TeamCtx, other_team: TeamCtx) -> None:
     await new_target_list(team, 1, name="hosts")
-    r = await team.req("POST", "/v1/target-lists", json={"name": "hosts", "targets": [{"label": "x"}]})
+    r = await team.req(
+        "POST", "/v1/target-lists", json={"name": "hosts", "targets": [{"label": "x"}]}
+    )
     assert r.status_code == 409
     await new_target_list(other_team, 1, name="hosts")
 
@@ -30,7 +32,10 @@ async def test_target_list_validation(team: TeamCtx) -> None:
         ({"name": "a", "targets": [{"label": "x" * 256}]}, ("body", "targets")),
         ({"name": "a", "targets": [{"label": "x", "notes": "n" * 501}]}, ("body", "targets")),
         ({"name": "a", "targets": [{"label": ""}]}, ("body", "targets")),
-        ({"name": "a", "targets": [{"label": f"h{i}"} for i in range(10_001)]}, ("body", "targets")),
+        (
+            {"name": "a", "targets": [{"label": f"h{i}"} for i in range(10_001)]},
+            ("body", "targets"),
+        ),
         ({"targets": [{"label": "x"}]}, ("body", "name")),
     ]
     for body, loc in cases:

@@ -1,1 +1,2 @@
-"""maintflow's domain: models, settings, cron logic, the clock and the use-cases the services call."""
+"""maintflow's domain: models, settings, cron logic, the clock and the use-cases the
+services call."""

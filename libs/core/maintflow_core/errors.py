@@ -1,4 +1,5 @@
-"""Domain errors. Core raises these; each transport translates them at its edge (HTTP status, retry)."""
+"""Domain errors. Core raises these; each transport translates them at its edge (HTTP status,
+retry)."""
 
 from __future__ import annotations
 

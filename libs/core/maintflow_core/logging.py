@@ -43,3 +43,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # APScheduler narrates every job run at INFO; our own events say what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

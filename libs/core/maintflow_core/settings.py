@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(8, description="Dramatiq worker threads per process.")
     worker_processes: int = Field(1, description="Dramatiq worker processes (`maintflow worker`).")
     actor_time_limit_s: float = Field(300, description="Time limit of one actor run.")
-    actor_max_retries: int = Field(10, description="Retries of a failing message before it is dead-lettered.")
+    actor_max_retries: int = Field(
+        10, description="Retries of a failing message before it is dead-lettered."
+    )
     actor_min_backoff_ms: int = Field(500, description="First retry delay; doubles each retry.")
     actor_max_backoff_ms: int = Field(300_000, description="Largest retry delay.")
     broker_heartbeat_timeout_ms: int = Field(

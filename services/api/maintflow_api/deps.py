@@ -45,9 +45,7 @@ async def current_principal(
     db: DB, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = await authenticate(db, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})

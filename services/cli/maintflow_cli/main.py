@@ -56,11 +56,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from maintflow_workers.broker import QUEUES
 
     argv = [
-        sys.executable, "-m", "dramatiq", "maintflow_workers.entry",
-        "--processes", str(args.processes or settings.worker_processes),
-        "--threads", str(args.threads or settings.worker_threads),
-        "--queues", *QUEUES,
-        "--worker-shutdown-timeout", str(int(settings.actor_time_limit_s * 1000)),
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "maintflow_workers.entry",
+        "--processes",
+        str(args.processes or settings.worker_processes),
+        "--threads",
+        str(args.threads or settings.worker_threads),
+        "--queues",
+        *QUEUES,
+        "--worker-shutdown-timeout",
+        str(int(settings.actor_time_limit_s * 1000)),
     ]
     os.execv(sys.executable, argv)
 
@@ -96,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
 
     api = sub.add_parser("api", help="serve the REST API (distributed mode)")
-    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 (a server in a container)
+    api.add_argument("--host", default="0.0.0.0")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     api.set_defaults(func=cmd_api)

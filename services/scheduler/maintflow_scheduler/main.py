@@ -1,4 +1,5 @@
-"""`maintflow scheduler`: one replica of the scheduler service, stopped cleanly by SIGTERM/SIGINT."""
+"""`maintflow scheduler`: one replica of the scheduler service, stopped cleanly by
+SIGTERM/SIGINT."""
 
 from __future__ import annotations
 

@@ -74,7 +74,9 @@ class SchedulerService:
                 self.leadership = None
         if self.leadership and (was is None or was.epoch != self.leadership.epoch):
             self._leader_since = time.monotonic()
-            log.info("leader_elected", extra={"holder": self.holder_id, "epoch": self.leadership.epoch})
+            log.info(
+                "leader_elected", extra={"holder": self.holder_id, "epoch": self.leadership.epoch}
+            )
         elif was and not self.leadership:
             log.warning("leadership_lost", extra={"holder": self.holder_id, "epoch": was.epoch})
         return self.is_leader
@@ -153,8 +155,8 @@ class SchedulerService:
         """Start the periodic jobs on the running event loop."""
         s = self.settings
         scheduler = AsyncIOScheduler(
-            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                          "misfire_grace_time": 30}
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
         for name, job, every in (
             ("renew", self.renew, s.scheduler_renew_interval_s),

@@ -54,5 +54,5 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
         "max_retries": settings.actor_max_retries,
         "time_limit": int(settings.actor_time_limit_s * 1000),
     }
-    dramatiq.actor(fire_schedule, actor_name=FIRE_SCHEDULE, queue_name=FANOUT_QUEUE, **options)
-    dramatiq.actor(create_session, actor_name=CREATE_SESSION, queue_name=SESSIONS_QUEUE, **options)
+    dramatiq.actor(actor_name=FIRE_SCHEDULE, queue_name=FANOUT_QUEUE, **options)(fire_schedule)
+    dramatiq.actor(actor_name=CREATE_SESSION, queue_name=SESSIONS_QUEUE, **options)(create_session)

@@ -50,7 +50,7 @@ def build_broker(settings: Settings, *, stub: bool | None = None) -> dramatiq.Br
         broker = StubBroker(middleware=middleware(settings))
     else:
         assert settings.redis_url is not None
-        broker = RedisBroker(
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=settings.redis_url,
             namespace=settings.broker_namespace,
             middleware=middleware(settings),
@@ -88,9 +88,16 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[An
             script(
                 keys=[broker.namespace],
                 args=[
-                    "enqueue", current_millis(), msg.queue_name, broker.broker_id,
-                    broker.heartbeat_timeout, broker.dead_message_ttl, 0,
-                    broker._max_unpack_size(), msg.options["redis_message_id"], msg.encode(),
+                    "enqueue",
+                    current_millis(),
+                    msg.queue_name,
+                    broker.broker_id,
+                    broker.heartbeat_timeout,
+                    broker.dead_message_ttl,
+                    0,
+                    broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+                    msg.options["redis_message_id"],
+                    msg.encode(),
                 ],
                 client=pipe,
             )

@@ -53,5 +53,7 @@ def configure(context: WorkerContext) -> None:
 
 def current() -> WorkerContext:
     if _context is None:
-        raise RuntimeError("worker context not configured: call maintflow_workers.context.configure")
+        raise RuntimeError(
+            "worker context not configured: call maintflow_workers.context.configure"
+        )
     return _context

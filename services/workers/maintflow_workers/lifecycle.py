@@ -12,7 +12,7 @@ from dramatiq.middleware import Middleware
 from maintflow_workers import context
 
 
-class DisposeEngine(Middleware):  # type: ignore[misc]
+class DisposeEngine(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:

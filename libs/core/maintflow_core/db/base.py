@@ -1,5 +1,6 @@
 """The declarative base with a naming convention (every constraint has a stable name) and
-portable column types: a UTC timestamp that refuses naive values, and JSON that is JSONB on PostgreSQL."""
+portable column types: a UTC timestamp that refuses naive values, and JSON that is JSONB on
+PostgreSQL."""
 
 from __future__ import annotations
 

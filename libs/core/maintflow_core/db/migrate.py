@@ -1,4 +1,5 @@
-"""Apply or revert the Alembic migrations programmatically (`maintflow migrate`, tests, dev mode)."""
+"""Apply or revert the Alembic migrations programmatically (`maintflow migrate`, tests, dev
+mode)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -18,8 +20,16 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def _ensure_sqlite_dir(database_url: str) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Blocking: run from a thread when an event loop is already running (env.py uses asyncio.run)."""
+    """Blocking: run it from a thread when an event loop is already running (env.py calls
+    asyncio.run)."""
+    _ensure_sqlite_dir(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -1,5 +1,6 @@
 """Engines and session factories. One engine per event loop: asyncpg and aiosqlite connections
-belong to the loop that opened them, so the API, the scheduler and each worker process build their own."""
+belong to the loop that opened them, so the API,
+the scheduler and each worker process build their own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from maintflow_core.settings import Settings
 

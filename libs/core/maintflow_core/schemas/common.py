@@ -23,11 +23,15 @@ def _not_blank(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Name = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul),
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(_no_nul),
     AfterValidator(_not_blank),
 ]
 Label = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul),
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    AfterValidator(_no_nul),
     AfterValidator(_not_blank),
 ]
 Notes = Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul)]

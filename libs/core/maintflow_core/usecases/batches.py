@@ -159,8 +159,16 @@ async def status_counts(
 
 
 _BATCH_COLUMNS = (
-    Batch.id, Batch.team_id, Batch.flow_id, Batch.schedule_id, Batch.trigger, Batch.scheduled_for,
-    Batch.created_at, Batch.target_count, Batch.sessions_created, Batch.ready_at,
+    Batch.id,
+    Batch.team_id,
+    Batch.flow_id,
+    Batch.schedule_id,
+    Batch.trigger,
+    Batch.scheduled_for,
+    Batch.created_at,
+    Batch.target_count,
+    Batch.sessions_created,
+    Batch.ready_at,
 )
 
 
@@ -173,8 +181,8 @@ async def list_batches(
     schedule_id: uuid.UUID | None = None,
 ) -> list[BatchView]:
     # Only the listed columns: the snapshots (targets, steps) can be large and are not shown here.
-    query = sa.select(Batch).options(sa.orm.load_only(*_BATCH_COLUMNS)).where(
-        Batch.team_id == team_id
+    query = (
+        sa.select(Batch).options(sa.orm.load_only(*_BATCH_COLUMNS)).where(Batch.team_id == team_id)
     )
     if flow_id:
         query = query.where(Batch.flow_id == flow_id)
@@ -189,7 +197,9 @@ async def list_batches(
 
 async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = await db.execute(
-        sa.select(Session.id, Session.batch_id, Session.target_label, Session.flow_id, Session.status)
+        sa.select(
+            Session.id, Session.batch_id, Session.target_label, Session.flow_id, Session.status
+        )
         .where(Session.batch_id == batch_id)
         .order_by(Session.target_label)
     )

@@ -14,8 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maintflow_core.models import Session
 
 SESSION_COLUMNS = (
-    "id", "team_id", "batch_id", "flow_id", "target_label", "target_notes", "status", "steps",
-    "intake", "created_at", "updated_at",
+    "id",
+    "team_id",
+    "batch_id",
+    "flow_id",
+    "target_label",
+    "target_notes",
+    "status",
+    "steps",
+    "intake",
+    "created_at",
+    "updated_at",
 )
 
 
@@ -70,8 +79,7 @@ async def insert_sessions(db: AsyncSession, rows: list[dict[str, Any]]) -> None:
 
     records = [
         tuple(
-            as_json(row[col]) if col in ("steps", "intake") else row[col]
-            for col in SESSION_COLUMNS
+            as_json(row[col]) if col in ("steps", "intake") else row[col] for col in SESSION_COLUMNS
         )
         for row in rows
     ]

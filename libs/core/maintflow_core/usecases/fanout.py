@@ -54,7 +54,7 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
     missing: list[dict[str, Any]] = []
     if not ready:
         have = set(
-            (await db.scalars(sa.select(Session.target_label).where(Session.batch_id == batch.id)))
+            await db.scalars(sa.select(Session.target_label).where(Session.batch_id == batch.id))
         )
         missing = [t for t in batch.targets or [] if t["label"] not in have]
     await db.flush()

@@ -1,6 +1,7 @@
 """The claim transaction of a scheduler tick: lock due schedules (SKIP LOCKED), insert one batch
 per (schedule, instant) under a unique index, an outbox row per new batch, and advance
-next_run_at. Overlapping leaders are harmless: the loser's batch insert conflicts and does nothing."""
+next_run_at. Overlapping leaders are harmless: the loser's batch insert conflicts and does
+nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -48,8 +49,16 @@ async def claim_due(
     rows = (
         await db.execute(
             sa.select(
-                S.id, S.team_id, S.flow_id, S.target_list_id, S.cron_expression, S.timezone,
-                S.misfire_policy, S.start_at, S.end_at, S.next_run_at,
+                S.id,
+                S.team_id,
+                S.flow_id,
+                S.target_list_id,
+                S.cron_expression,
+                S.timezone,
+                S.misfire_policy,
+                S.start_at,
+                S.end_at,
+                S.next_run_at,
             )
             .where(S.is_active, S.next_run_at.is_not(None), S.next_run_at <= now)
             .order_by(S.next_run_at)
@@ -131,7 +140,7 @@ async def claim_due(
                     for bid in new_ids
                 ],
             )
-    table = S.__table__
+    table = cast(sa.Table, S.__table__)
     await db.execute(
         sa.update(table)
         .where(table.c.id == sa.bindparam("b_id"))

@@ -36,7 +36,10 @@ def bounds_of(schedule: MaintenanceSchedule) -> Bounds:
 
 
 def _rule(
-    cron_expression: str | None, recurrence: dict[str, Any] | None, timezone: str, settings: Settings,
+    cron_expression: str | None,
+    recurrence: dict[str, Any] | None,
+    timezone: str,
+    settings: Settings,
     now: datetime,
 ) -> cron.CronSpec:
     cron.validate_timezone(timezone)
@@ -258,8 +261,15 @@ async def run_now(
     )
     db.add(batch)
     await db.flush()
-    db.add(Outbox(kind=FIRE_KIND, batch_id=batch.id, payload={"batch_id": str(batch.id)},
-                  created_at=now, attempts=0))
+    db.add(
+        Outbox(
+            kind=FIRE_KIND,
+            batch_id=batch.id,
+            payload={"batch_id": str(batch.id)},
+            created_at=now,
+            attempts=0,
+        )
+    )
     await db.flush()
     return batch.id
 

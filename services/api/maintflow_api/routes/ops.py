@@ -41,7 +41,9 @@ async def readyz(state: State) -> Response:
     else:
         checks["broker"] = "ok (in-memory)"
     ok = all(v.startswith("ok") for v in checks.values())
-    return JSONResponse(status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks})
+    return JSONResponse(
+        status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks}
+    )
 
 
 @router.get("/v1/ops/scheduler")

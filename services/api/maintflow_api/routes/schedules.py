@@ -92,7 +92,9 @@ async def pause_schedule(
     body: PauseRequest | None = None,
 ) -> ScheduleOut:
     reason = body.reason if body else None
-    schedule = await schedules.pause_schedule(db, state.clock, principal.team_id, schedule_id, reason)
+    schedule = await schedules.pause_schedule(
+        db, state.clock, principal.team_id, schedule_id, reason
+    )
     await db.commit()
     return _out(schedule)
 

@@ -88,9 +88,7 @@ async def list_batches(
 ) -> Page[BatchOut]:
     views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
     items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
-    return Page[BatchOut](
-        items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor
-    )
+    return Page[BatchOut](items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor)
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchDetail)

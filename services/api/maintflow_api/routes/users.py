@@ -23,11 +23,15 @@ async def me(db: DB, principal: Viewer) -> UserOut:
 async def create_user(body: UserCreate, db: DB, state: State, principal: Admin) -> UserCreated:
     user, token = await teams.create_user(db, state.clock, principal.team_id, body.email, body.role)
     await db.commit()
-    return UserCreated(id=user.id, email=user.email, role=body.role, team_id=user.team_id, token=token)
+    return UserCreated(
+        id=user.id, email=user.email, role=body.role, team_id=user.team_id, token=token
+    )
 
 
 @router.get("", response_model=Page[UserOut])
-async def list_users(db: DB, principal: Admin, limit: Limit = 50, cursor: Cursor = None) -> Page[UserOut]:
+async def list_users(
+    db: DB, principal: Admin, limit: Limit = 50, cursor: Cursor = None
+) -> Page[UserOut]:
     rows = await teams.list_users(db, principal.team_id, limit, cursor)
     items, next_cursor = page_of(rows, limit, lambda u: (u.created_at, u.id))
     return Page[UserOut](items=[UserOut.model_validate(u) for u in items], next_cursor=next_cursor)
