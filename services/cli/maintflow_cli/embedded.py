@@ -52,7 +52,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     async def on_startup(state: AppState) -> None:
         token = await _demo_token(state)
         broker = build_broker(settings, stub=True)
-        context.configure(context.WorkerContext(settings, clock))
+        context.configure(context.WorkerContext(settings, clock, broker=broker))
         worker = start_worker(broker, threads=4)
         scheduler = SchedulerService(
             settings, state.sessions, clock, broker, holder_id=f"embedded:{uuid.uuid4().hex[:8]}"

@@ -32,7 +32,7 @@ async def fire_schedule(batch_id: str) -> None:
         return
     if not resolved.missing:
         return
-    broker = dramatiq.get_broker()
+    broker = ctx.broker or dramatiq.get_broker()
     actor = broker.get_actor(CREATE_SESSION)
     messages = [actor.message(batch_id, t["label"], t.get("notes")) for t in resolved.missing]
     # Off the event loop: the broker client is synchronous.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,6 +19,8 @@ from maintflow_core.settings import Settings
 class WorkerContext:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
+    # The broker actors enqueue follow-up messages on (None: Dramatiq's global broker).
+    broker: Any = None
     _engine: AsyncEngine | None = None
     _sessions: async_sessionmaker[AsyncSession] | None = None
 

@@ -13,6 +13,6 @@ settings = Settings()
 configure_logging(settings)
 if settings.redis_url is None:
     raise SystemExit("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)")
-context.configure(context.WorkerContext(settings))
 broker = build_broker(settings)
+context.configure(context.WorkerContext(settings, broker=broker))
 broker.add_middleware(DisposeEngine())

@@ -72,7 +72,9 @@ async def create_session(
             )
         )
     ).one_or_none()
-    if batch is None:
+    if batch is None or batch.steps is None:
+        # Gone, or not resolved yet: sessions are only made from a resolved snapshot, so the
+        # count that decides "ready" is always compared with the real target count.
         return False
     inserted = await db.execute(
         dialect_insert(db, Session)
