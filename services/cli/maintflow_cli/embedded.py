@@ -82,5 +82,9 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
 
     app = create_app(settings, clock, on_startup=on_startup, on_shutdown=on_shutdown)
     Path(EMBEDDED_DIR).mkdir(exist_ok=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal; that is a clean stop.
+        pass
     return 0
