@@ -253,9 +253,7 @@ def _value(spec: _Field, token: str) -> int:
     else:
         raise InvalidCron(f"{spec.name} field: unknown value {token!r}")
     if not spec.low <= number <= spec.high:
-        raise InvalidCron(
-            f"{spec.name} field: value {number} out of range {spec.low}-{spec.high}"
-        )
+        raise InvalidCron(f"{spec.name} field: value {number} out of range {spec.low}-{spec.high}")
     return number
 
 
@@ -313,9 +311,7 @@ def _check_fires(expression: str, fields: list[str]) -> None:
     try:
         probe.get_next(datetime)
     except CroniterBadDateError as exc:
-        raise InvalidCron(
-            f"never fires: no date matches within {NEVER_FIRES_YEARS} years"
-        ) from exc
+        raise InvalidCron(f"never fires: no date matches within {NEVER_FIRES_YEARS} years") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,6 +657,5 @@ def _once(value: object, zone: ZoneInfo) -> str:
         raise InvalidField("recurrence.run_at", f"year must be within {low}-{high}")
     # croniter's 7-field order: minute hour day month weekday second year.
     return (
-        f"{run_at.minute} {run_at.hour} {run_at.day} {run_at.month} * {run_at.second} "
-        f"{run_at.year}"
+        f"{run_at.minute} {run_at.hour} {run_at.day} {run_at.month} * {run_at.second} {run_at.year}"
     )

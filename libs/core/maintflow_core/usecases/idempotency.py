@@ -62,9 +62,8 @@ async def remember(
         )
     )
     try:
-        async with db.begin_nested():
-            await db.flush()
+        await db.flush()
     except IntegrityError as exc:
         # A concurrent request with the same key committed first; the caller rolls back its
-        # work and answers with the stored response.
+        # work (this flush failed, so the transaction must go) and answers with the stored one.
         raise Conflict("idempotency key in use by a concurrent request") from exc

@@ -106,10 +106,10 @@ async def create_schedule(
     )
     db.add(schedule)
     try:
-        async with db.begin_nested():
-            await db.flush()
+        await db.flush()
     except IntegrityError as exc:
-        raise Conflict(f"flow {flow.id} already has a maintenance schedule") from exc
+        # The session is unusable after a failed flush; the request ends here and rolls back.
+        raise Conflict(f"flow {data.flow_id} already has a maintenance schedule") from exc
     return schedule
 
 

@@ -17,8 +17,7 @@ from maintflow_core.usecases.pagination import paginate
 
 async def _flush_unique(db: AsyncSession, name: str) -> None:
     try:
-        async with db.begin_nested():
-            await db.flush()
+        await db.flush()
     except IntegrityError as exc:
         raise Conflict(f"a target list named {name!r} already exists") from exc
 

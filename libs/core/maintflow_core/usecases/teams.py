@@ -49,8 +49,7 @@ async def create_user(
     user = User(id=uuid.uuid4(), team_id=team_id, email=email, role=role, created_at=clock.now())
     db.add(user)
     try:
-        async with db.begin_nested():
-            await db.flush()
+        await db.flush()
     except IntegrityError as exc:
         raise Conflict(f"a user with email {email!r} already exists in this team") from exc
     token = await issue_token(db, clock, user)
