@@ -9,10 +9,16 @@ from typing import Any
 
 import httpx
 
+from maintflow_core.models import Notification
 from tests.conftest import TeamCtx, new_flow, new_target_list
 
 ADMIN_ONLY = {("POST", "/v1/users"), ("GET", "/v1/users"), ("DELETE", "/v1/users/{user_id}")}
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
+# Marking one's notifications read is a reader's own bookkeeping: allowed to viewers.
+VIEWER_WRITES = {
+    ("POST", "/v1/notifications/read-all"),
+    ("POST", "/v1/notifications/{notification_id}/read"),
+}
 
 
 async def _routes(client: httpx.AsyncClient) -> list[tuple[str, str]]:
@@ -41,7 +47,21 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
     eng = await t.req(
         "POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"}
     )
+    note_id = uuid.uuid4()
+    async with t.sessions() as db, db.begin():
+        db.add(
+            Notification(
+                id=note_id,
+                team_id=t.team_id,
+                event="batch.ready",
+                title="t",
+                message="m",
+                batch_id=uuid.UUID(batch["batch_id"]),
+                created_at=t.clock.now(),
+            )
+        )
     return {
+        "notification_id": str(note_id),
         "flow_id": flow["id"],
         "list_id": tl["id"],
         "batch_id": batch["batch_id"],
@@ -62,7 +82,15 @@ def _write(method: str) -> bool:
 async def test_every_route_needs_a_token(team: TeamCtx) -> None:
     fake = {
         k: str(uuid.uuid4())
-        for k in ("flow_id", "list_id", "batch_id", "session_id", "schedule_id", "user_id")
+        for k in (
+            "flow_id",
+            "list_id",
+            "batch_id",
+            "session_id",
+            "schedule_id",
+            "user_id",
+            "notification_id",
+        )
     }
     routes = await _routes(team.client)
     assert len(routes) >= 20
@@ -81,7 +109,7 @@ async def test_viewers_cannot_write_and_engineers_cannot_administer(team: TeamCt
     viewer, engineer = await team.user("viewer"), await team.user("engineer")
     for method, path in await _routes(team.client):
         url = _fill(path, ids)
-        if _write(method):
+        if _write(method) and (method, path) not in VIEWER_WRITES:
             r = await team.req(method, url, token=viewer, json={})
             assert r.status_code == 403, (method, path, r.status_code)
         if (method, path) in ADMIN_ONLY:
@@ -90,7 +118,15 @@ async def test_viewers_cannot_write_and_engineers_cannot_administer(team: TeamCt
 
 
 def _snapshot_tables() -> list[str]:
-    return ["flows", "target_lists", "batches", "sessions", "maintenance_schedules", "users"]
+    return [
+        "flows",
+        "target_lists",
+        "batches",
+        "sessions",
+        "maintenance_schedules",
+        "users",
+        "notifications",
+    ]
 
 
 async def _dump(t: TeamCtx) -> dict[str, Any]:
@@ -147,3 +183,17 @@ async def test_another_teams_ids_are_answered_as_missing(
     ]
     for url in lists:
         assert (await other_team.req("GET", url)).json()["items"] == [], url
+
+
+async def test_read_all_marks_only_the_callers_team(team: TeamCtx, other_team: TeamCtx) -> None:
+    await _fixture_ids(team)
+    assert (await other_team.req("POST", "/v1/notifications/read-all")).json() == {"marked": 0}
+    unread = await team.req("GET", "/v1/notifications", params={"unread": True})
+    assert len(unread.json()["items"]) == 1
+    viewer = await team.user("viewer")
+    assert (await team.req("POST", "/v1/notifications/read-all", token=viewer)).json() == {
+        "marked": 1
+    }
+    assert (await team.req("GET", "/v1/notifications", params={"unread": True})).json()[
+        "items"
+    ] == []

@@ -66,3 +66,18 @@ async def test_users_list_paginates(team: TeamCtx) -> None:
         if cursor is None:
             break
     assert len(seen) == 6 and len(set(seen)) == 6
+
+
+async def test_ops_endpoints_answer(team: TeamCtx) -> None:
+    assert (await team.client.get("/healthz")).json() == {"status": "ok"}
+    ready = await team.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] == "ok"
+    queues = (await team.req("GET", "/v1/ops/queues")).json()
+    assert {q["name"] for q in queues} == {"fanout", "sessions"}
+    status = (await team.req("GET", "/v1/ops/scheduler")).json()
+    assert status == {
+        "leader_id": None,
+        "leader_since": None,
+        "last_tick_at": None,
+        "due_backlog": 0,
+    }

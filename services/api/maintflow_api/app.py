@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from maintflow_api import errors
 from maintflow_api.deps import AppState
 from maintflow_api.limits import BodySizeLimit
-from maintflow_api.routes import flows, ops, schedules, sessions, target_lists, users
+from maintflow_api.routes import (
+    flows,
+    notifications,
+    ops,
+    schedules,
+    sessions,
+    target_lists,
+    users,
+)
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
@@ -49,7 +57,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (users, flows, target_lists, sessions, schedules, ops):
+    for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

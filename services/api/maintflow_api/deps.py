@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,6 +23,8 @@ class AppState:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # Set by the embedded mode, whose broker lives in-process: returns /v1/ops/queues rows.
+    queue_stats: Callable[[], list[dict[str, Any]]] | None = None
 
 
 def app_state(request: Request) -> AppState:

@@ -20,11 +20,10 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from maintflow_core.queues import FANOUT_QUEUE, QUEUES, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 
-FANOUT_QUEUE = "fanout"
-SESSIONS_QUEUE = "sessions"
-QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE)
+__all__ = ["FANOUT_QUEUE", "QUEUES", "SESSIONS_QUEUE", "build_broker", "enqueue_many"]
 
 
 def middleware(settings: Settings) -> list[Any]:

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from maintflow_api.deps import DB, State, Viewer
 from maintflow_core.models import MaintenanceSchedule
+from maintflow_core.queues import QUEUES
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
@@ -44,6 +45,38 @@ async def readyz(state: State) -> Response:
     return JSONResponse(
         status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks}
     )
+
+
+@router.get("/v1/ops/queues")
+async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
+    """Per queue: messages waiting, delayed (retries), and dead-lettered. Read from Redis; the
+    embedded mode's in-memory broker is reported through the hook it installs."""
+    if state.queue_stats is not None:
+        return state.queue_stats()
+    if not state.settings.redis_url:
+        return [{"name": q, "depth": 0, "delayed": 0, "dead_letter": 0} for q in QUEUES]
+    import redis.asyncio as aioredis
+
+    ns = state.settings.broker_namespace
+    client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for q in QUEUES:
+            pipe.llen(f"{ns}:{q}")
+            pipe.hlen(f"{ns}:{q}.DQ.msgs")
+            pipe.zcard(f"{ns}:{q}.XQ")
+        values = await pipe.execute()
+    finally:
+        await client.aclose()
+    return [
+        {
+            "name": q,
+            "depth": values[3 * i],
+            "delayed": values[3 * i + 1],
+            "dead_letter": values[3 * i + 2],
+        }
+        for i, q in enumerate(QUEUES)
+    ]
 
 
 @router.get("/v1/ops/scheduler")
