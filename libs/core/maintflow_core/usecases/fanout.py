@@ -98,11 +98,12 @@ async def create_session(
         return False
     # Counting in the batch row (not count(*) over sessions) keeps each message O(1); the
     # row lock serialises the increments, so exactly one of them sees the last session.
+    # driven_at records progress, so the reconciler leaves a slow but moving fan-out alone.
     counts = (
         await db.execute(
             sa.update(Batch)
             .where(Batch.id == batch_id)
-            .values(sessions_created=Batch.sessions_created + 1)
+            .values(sessions_created=Batch.sessions_created + 1, driven_at=now)
             .returning(Batch.sessions_created, Batch.target_count, Batch.ready_at)
         )
     ).one()

@@ -114,14 +114,16 @@ async def claim_due(
             }
         )
     if batches:
+        # executemany with RETURNING: SQLAlchemy batches it into few multi-row statements
+        # ("insertmanyvalues") without compiling one giant VALUES clause per claim.
         inserted = await db.execute(
             dialect_insert(db, Batch)
-            .values(batches)
             .on_conflict_do_nothing(
                 index_elements=["schedule_id", "scheduled_for"],
                 index_where=sa.text("trigger = 'schedule'"),
             )
-            .returning(Batch.id)
+            .returning(Batch.id),
+            batches,
         )
         new_ids = list(inserted.scalars())
         result.batch_ids = new_ids
