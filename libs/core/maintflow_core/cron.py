@@ -464,7 +464,8 @@ def _next_fixed_hour(spec: CronSpec, after: datetime) -> datetime | None:
     inclusive = False
     if local.fold:
         # `after` is in the second pass of a repeated hour: every wall time up to the end of the
-        # repeat had its (first) occurrence before `after`, so resume where the repeat ends.
+        # repeat had its (first) occurrence before `after`, so jump to where the repeat ends
+        # rather than step through up to an hour of matches (3600 for an every-second schedule).
         old_offset = _offset_of_wall(zone, wall, fold=0)
         change = _offset_change(zone, wall - old_offset, after)
         wall, inclusive = change + old_offset, True
@@ -473,10 +474,10 @@ def _next_fixed_hour(spec: CronSpec, after: datetime) -> datetime | None:
         if candidate is None:
             return None
         instant = _first_occurrence(zone, candidate)
+        # The jump above makes this true at the first candidate; the loop is what guarantees
+        # the answer is strictly after `after` (and so that chained calls always progress).
         if instant > after:
             return instant
-        # Not reached with tzdata's transitions (see the docstring); kept so a zone with two
-        # changes in one night still yields a correct, increasing answer.
         wall, inclusive = candidate, False
 
 

@@ -28,7 +28,9 @@ class WorkerContext:
     def engine(self) -> AsyncEngine:
         # Built lazily, on first use, so it is created on the loop thread that runs the actors.
         if self._engine is None:
-            self._engine = create_engine(self.settings)
+            # No pre-ping: a connection broken by a database restart fails one message, which
+            # is retried; pinging would add a round trip to every one of them.
+            self._engine = create_engine(self.settings, pool_pre_ping=False)
             self._sessions = create_sessionmaker(self._engine)
         return self._engine
 

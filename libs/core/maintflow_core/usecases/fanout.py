@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maintflow_core.db.base import UTCDateTime
 from maintflow_core.models import Batch, Flow, Notification, Session, TargetList
 from maintflow_core.usecases.firing import dialect_insert
 
@@ -61,55 +62,100 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
     return Resolved(batch.id, batch.target_count, ready, missing)
 
 
+# PostgreSQL: insert the session from the batch's snapshot and count it in one statement (a
+# data-modifying CTE), so one create_session costs one round trip plus the commit.
+_CREATE_PG = sa.text(
+    """
+    WITH ins AS (
+        INSERT INTO sessions (id, team_id, batch_id, flow_id, target_label, target_notes, status,
+                              steps, intake, created_at, updated_at)
+        SELECT :id, b.team_id, b.id, b.flow_id, :label, :notes, 'pending', b.steps, b.intake,
+               :now, :now
+          FROM batches b
+         WHERE b.id = :batch_id AND b.steps IS NOT NULL
+        ON CONFLICT (batch_id, target_label) DO NOTHING
+        RETURNING batch_id
+    )
+    UPDATE batches
+       SET sessions_created = sessions_created + 1, driven_at = :now
+     WHERE id = (SELECT batch_id FROM ins)
+    RETURNING sessions_created, target_count, ready_at
+    """
+).bindparams(
+    sa.bindparam("id", type_=sa.Uuid),
+    sa.bindparam("batch_id", type_=sa.Uuid),
+    sa.bindparam("now", type_=UTCDateTime),
+)
+
+
 async def create_session(
     db: AsyncSession, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
 ) -> bool:
-    """Insert the target's session unless it exists. Returns True if this call created it."""
-    batch = (
-        await db.execute(
-            sa.select(Batch.team_id, Batch.flow_id, Batch.steps, Batch.intake).where(
-                Batch.id == batch_id
-            )
-        )
-    ).one_or_none()
-    if batch is None or batch.steps is None:
-        # Gone, or not resolved yet: sessions are only made from a resolved snapshot, so the
-        # count that decides "ready" is always compared with the real target count.
+    """Insert the target's session unless it exists. Returns True if this call created it.
+
+    Sessions are made only from a resolved batch (steps snapshot taken), so the count that
+    decides "ready" is always compared with the real target count. Counting in the batch row
+    (not count(*) over sessions) keeps each message O(1); the row lock serialises the
+    increments, so exactly one of them sees the last session. driven_at records progress, so
+    the reconciler leaves a slow but moving fan-out alone."""
+    params = {"id": uuid.uuid4(), "batch_id": batch_id, "label": label, "notes": notes, "now": now}
+    if db.get_bind().dialect.name == "postgresql":
+        counts = (await db.execute(_CREATE_PG, params)).one_or_none()
+    else:
+        counts = await _create_portable(db, params)
+    if counts is None:
         return False
+    if counts.ready_at is None and counts.sessions_created >= counts.target_count:
+        await mark_ready(db, batch_id, now)
+    return True
+
+
+async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> Any:
+    b = Batch
+    source = sa.select(
+        sa.literal(params["id"], sa.Uuid),
+        b.team_id,
+        b.id,
+        b.flow_id,
+        sa.literal(params["label"]),
+        sa.literal(params["notes"], sa.Text),
+        sa.literal("pending"),
+        b.steps,
+        b.intake,
+        sa.literal(params["now"], UTCDateTime),
+        sa.literal(params["now"], UTCDateTime),
+    ).where(b.id == params["batch_id"], b.steps.is_not(None))
     inserted = await db.execute(
         dialect_insert(db, Session)
-        .values(
-            id=uuid.uuid4(),
-            team_id=batch.team_id,
-            batch_id=batch_id,
-            flow_id=batch.flow_id,
-            target_label=label,
-            target_notes=notes,
-            status="pending",
-            steps=batch.steps or [],
-            intake=batch.intake,
-            created_at=now,
-            updated_at=now,
+        .from_select(
+            [
+                "id",
+                "team_id",
+                "batch_id",
+                "flow_id",
+                "target_label",
+                "target_notes",
+                "status",
+                "steps",
+                "intake",
+                "created_at",
+                "updated_at",
+            ],
+            source,
         )
         .on_conflict_do_nothing(index_elements=["batch_id", "target_label"])
         .returning(Session.id)
     )
     if inserted.scalar_one_or_none() is None:
-        return False
-    # Counting in the batch row (not count(*) over sessions) keeps each message O(1); the
-    # row lock serialises the increments, so exactly one of them sees the last session.
-    # driven_at records progress, so the reconciler leaves a slow but moving fan-out alone.
-    counts = (
+        return None
+    return (
         await db.execute(
-            sa.update(Batch)
-            .where(Batch.id == batch_id)
-            .values(sessions_created=Batch.sessions_created + 1, driven_at=now)
-            .returning(Batch.sessions_created, Batch.target_count, Batch.ready_at)
+            sa.update(b)
+            .where(b.id == params["batch_id"])
+            .values(sessions_created=b.sessions_created + 1, driven_at=params["now"])
+            .returning(b.sessions_created, b.target_count, b.ready_at)
         )
     ).one()
-    if counts.ready_at is None and counts.sessions_created >= counts.target_count:
-        await mark_ready(db, batch_id, now)
-    return True
 
 
 async def mark_ready(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
