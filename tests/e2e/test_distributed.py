@@ -199,7 +199,7 @@ async def _sleep_until(t: float) -> None:
 async def _freeze_between_transactions(cluster: Cluster, proc: Proc, tries: int = 100) -> None:
     """SIGSTOP `proc` at a moment when none of its database sessions is inside a transaction
     (retrying a few ms later otherwise), so the freeze tests the lease and the fence, not
-    PostgreSQL's row locks (see the xfail test below for a freeze inside a transaction)."""
+    PostgreSQL's row locks (the last test below freezes one inside a transaction)."""
     for _ in range(tries):
         proc.signal(signal.SIGSTOP)
         await asyncio.sleep(0.05)  # let statements already sent finish
@@ -438,13 +438,6 @@ class NoTakeover(AssertionError):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NoTakeover,
-    reason="BUG: a leader frozen inside a transaction holding the scheduler_leases row (the "
-    "tick's fence, usecases/lease.py, or a renew) blocks every standby's renew UPDATE on the "
-    "row lock, so no takeover happens until it resumes: no lock/idle-in-transaction timeout",
-)
 async def test_leader_frozen_inside_its_claim_transaction_is_replaced_within_the_lease(
     cluster: Cluster,
 ) -> None:

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         "sweep (Dramatiq's default is 1,000).",
     )
 
+    api_keep_alive_s: int = Field(
+        75,
+        description="How long the API keeps an idle HTTP connection open. Above a load "
+        "balancer's idle timeout (often 60 s), so the balancer, not the API, closes first.",
+    )
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")

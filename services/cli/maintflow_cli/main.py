@@ -37,6 +37,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=settings.api_keep_alive_s,
     )
     return 0
 

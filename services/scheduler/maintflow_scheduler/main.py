@@ -14,13 +14,31 @@ from maintflow_scheduler.service import SchedulerService
 from maintflow_workers.broker import build_broker
 
 
+def session_limits(settings: Settings) -> dict[str, str]:
+    """PostgreSQL limits for the scheduler's sessions. A replica frozen inside a transaction
+    (SIGSTOP, a VM pause, a partition that keeps the TCP connection open) would otherwise hold
+    the lease row and its claimed schedules locked for as long as it is frozen, and no standby
+    could take over. PostgreSQL ends such a session after half a lease; a renew never waits on
+    the lease row for longer than one renew interval."""
+    lease_ms = int(settings.scheduler_lease_s * 1000)
+    return {
+        "idle_in_transaction_session_timeout": str(max(lease_ms // 2, 500)),
+        "lock_timeout": str(max(int(settings.scheduler_renew_interval_s * 1000), 500)),
+    }
+
+
 async def serve(settings: Settings) -> None:
     if settings.redis_url is None or settings.is_sqlite:
         raise SystemExit(
             "maintflow scheduler runs in distributed mode: set MAINTFLOW_DATABASE_URL "
             "(PostgreSQL) and MAINTFLOW_REDIS_URL (use `maintflow dev` for the embedded mode)"
         )
-    engine = create_engine(settings, pool_size=4, max_overflow=2)
+    engine = create_engine(
+        settings,
+        pool_size=4,
+        max_overflow=2,
+        connect_args={"server_settings": session_limits(settings)},
+    )
     broker = build_broker(settings)
     service = SchedulerService(settings, create_sessionmaker(engine), SystemClock(), broker)
     stop = asyncio.Event()
