@@ -99,7 +99,9 @@ def _known_timezones() -> frozenset[str]:
 
 def validate_timezone(name: str) -> ZoneInfo:
     """The ZoneInfo for an IANA name; InvalidTimezone if it is empty or unknown."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
+        raise InvalidTimezone("timezone must be a string")
+    if not name.strip():
         raise InvalidTimezone("timezone is empty")
     if name not in _known_timezones():
         raise InvalidTimezone(f"unknown IANA timezone {name!r}")
@@ -152,8 +154,7 @@ def parse(expression: str, timezone: str = "UTC") -> CronSpec:
     """
     if not isinstance(expression, str):
         raise InvalidCron("cron expression must be a string")
-    if not isinstance(timezone, str):
-        raise InvalidTimezone("timezone must be a string")
+    validate_timezone(timezone)  # before the cache: its key must be a hashable str
     # The scheduler re-parses stored schedules on every tick; specs are immutable, so cache them.
     return _parse(expression, timezone)
 
@@ -162,7 +163,7 @@ def parse(expression: str, timezone: str = "UTC") -> CronSpec:
 def _parse(expression: str, timezone: str) -> CronSpec:
     zone = validate_timezone(timezone)
     fields = _split(expression)
-    normalised = " ".join(_check_field(i, text, len(fields)) for i, text in enumerate(fields))
+    normalised = " ".join(_check_field(i, text) for i, text in enumerate(fields))
     _check_with_croniter(normalised)
     _check_fires(normalised, fields)
     return CronSpec(
@@ -193,7 +194,7 @@ def _split(expression: str) -> list[str]:
     return fields
 
 
-def _check_field(index: int, text: str, count: int) -> str:
+def _check_field(index: int, text: str) -> str:
     """Check one field and return its normalised text; InvalidCron names the field on error."""
     spec = _FIELDS[index]
     lowered = text.lower()
