@@ -712,3 +712,8 @@ def test_once_preset_in_the_first_pass_or_a_gap_is_accepted() -> None:
     assert cron.next_fire(spec, utc(2026, 1, 1)) == utc(2026, 11, 1, 5, 30)
     in_gap = cron.recurrence_to_cron({"type": "once", "run_at": "2026-03-08T02:30:00"}, NY)
     assert cron.next_fire(cron.parse(in_gap, NY), utc(2026, 1, 1)) == utc(2026, 3, 8, 7)
+
+
+def test_the_hosts_localtime_is_not_a_schedule_timezone() -> None:
+    with pytest.raises(InvalidTimezone):
+        cron.validate_timezone("localtime")

@@ -94,7 +94,9 @@ _TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$", re.ASCII)
 
 @cache
 def _known_timezones() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
+    # "localtime" names whatever zone the host is set to: a schedule must not change meaning
+    # when it is read on another machine.
+    return (frozenset(available_timezones()) | {"UTC"}) - {"localtime"}
 
 
 def validate_timezone(name: str) -> ZoneInfo:
