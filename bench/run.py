@@ -1,0 +1,189 @@
+"""`python -m bench.run [--quick] [--only 1,3] [--json PATH]`: run the benchmark rows, print the
+table (measured, baseline, ratio, target, verdict) and write everything as JSON.
+
+Each row measures its baseline in the same run on the same machine; only ratios are compared
+with targets. Rows: 1 fan-out, 2 storm, 3 tick cost, 4 scheduler memory, 5 batch launch,
+6 API reads. The exit status is non-zero only if a row failed to run: a missed target is a
+finding, not an error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import fanout, launch, memory, reads, storm, tick
+from bench.common import ROOT, Bench, Result, close_bench, log, open_bench
+
+ROWS: dict[str, tuple[str, Callable[[Bench], Awaitable[list[Result]]]]] = {
+    "1": ("fan-out", fanout.run),
+    "2": ("storm", storm.run),
+    "3": ("tick cost", tick.run),
+    "4": ("scheduler memory", memory.run),
+    "5": ("batch launch", launch.run),
+    "6": ("API reads", reads.run),
+}
+COLUMNS = ("row", "what", "measured", "baseline", "ratio", "target", "verdict")
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                info["ram_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    with contextlib.suppress(Exception):
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    return info
+
+
+async def server_versions(bench: Bench) -> dict[str, str]:
+    import redis
+
+    conn = await bench.connect()
+    try:
+        pg = str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+    client = redis.Redis.from_url(bench.redis_url)
+    try:
+        rv = str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+    return {"postgresql": pg, "redis": rv}
+
+
+def table(results: list[Result]) -> str:
+    rows = [
+        (
+            r.row,
+            r.what,
+            r.measured,
+            r.baseline,
+            "" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target,
+            r.verdict,
+        )
+        for r in results
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(COLUMNS), sep, *(line(r) for r in rows)])
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    selected = [r.strip() for r in args.only.split(",")] if args.only else list(ROWS)
+    unknown = [r for r in selected if r not in ROWS]
+    if unknown:
+        print(f"unknown rows: {', '.join(unknown)} (choose from {', '.join(ROWS)})")
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = ROOT / "bench" / "results" / f"run-{stamp}"
+    started = time.monotonic()
+    began = datetime.now(UTC)
+    bench = await open_bench(args.quick, workdir)
+    bench.shared["profile"] = {r.strip() for r in args.profile.split(",") if r.strip()}
+    bench.shared["rows"] = set(selected)
+    results: list[Result] = []
+    durations: dict[str, float] = {}
+    failed = False
+    try:
+        info = machine() | await server_versions(bench)
+        log(f"bench database {bench.db_name}, Redis namespace {bench.namespace}, logs in {workdir}")
+        for key in sorted(selected, key=list(ROWS).index):
+            name, fn = ROWS[key]
+            log(f"row {key}: {name}")
+            t0 = time.monotonic()
+            try:
+                results += await fn(bench)
+            except Exception as exc:
+                failed = True
+                traceback.print_exc()
+                results.append(
+                    Result(key, name, "—", "—", None, "—", False, f"error: {exc!r}"[:200])
+                )
+            finally:
+                bench.stop_all()
+                durations[key] = round(time.monotonic() - t0, 1)
+                log(f"row {key}: {durations[key]:.0f} s")
+    finally:
+        await close_bench(bench)
+    elapsed = time.monotonic() - started
+    print()
+    if args.quick:
+        print(
+            "quick mode: small sizes, for keeping the harness alive; verdicts are indicative only"
+        )
+    print(table(results))
+    print(
+        f"\n{'quick' if args.quick else 'full'} run, {elapsed:.0f} s; "
+        f"{info.get('nproc')} x {info.get('cpu')}, {info.get('ram_gib')} GiB, "
+        f"PostgreSQL {info.get('postgresql')}, Redis {info.get('redis')}"
+    )
+    report = {
+        "started_at": began.isoformat(),
+        "duration_s": round(elapsed, 1),
+        "row_durations_s": durations,
+        "mode": "quick" if args.quick else "full",
+        "rows": selected,
+        "machine": info,
+        "results": [r.as_dict() for r in results],
+    }
+    path = Path(args.json)
+    write_json(path, report)
+    write_json(workdir / "report.json", report)
+    print(f"JSON: {path}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes (CI: under 2 minutes)")
+    p.add_argument("--only", default="", help="comma-separated rows, e.g. 1,3")
+    p.add_argument(
+        "--profile",
+        default="",
+        help="rows to profile after measuring (py-spy; rows 1, 3, 5 and 6), e.g. 1,6",
+    )
+    p.add_argument(
+        "--json",
+        default=str(ROOT / "bench" / "results" / "latest.json"),
+        help="where to write the JSON report",
+    )
+    return asyncio.run(main_async(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
