@@ -23,8 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench import fanout, launch, memory, reads, storm, tick
-from bench.common import ROOT, Bench, Result, close_bench, log, open_bench
+from bench.common import (
+    ROOT,
+    SERVER_URL,
+    Bench,
+    Result,
+    close_bench,
+    log,
+    open_bench,
+    plain,
+    wait_for,
+)
 
 ROWS: dict[str, tuple[str, Callable[[Bench], Awaitable[list[Result]]]]] = {
     "1": ("fan-out", fanout.run),
@@ -57,6 +69,14 @@ def machine() -> dict[str, Any]:
         info["commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
+        # The code measured is the working tree's: say if application code differed from HEAD.
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "libs", "services"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        info["app_tree"] = f"{len(changed)} files differ from HEAD" if changed else "clean"
     return info
 
 
@@ -98,6 +118,40 @@ def table(results: list[Result]) -> str:
     return "\n".join([line(COLUMNS), sep, *(line(r) for r in rows)])
 
 
+TRANSIENT = (
+    OSError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+async def run_row(
+    bench: Bench, key: str, fn: Callable[[Bench], Awaitable[list[Result]]]
+) -> list[Result]:
+    """Run a row; if the shared PostgreSQL went away under it (other people's chaos tests restart
+    it), wait for the server and run the row once more."""
+    try:
+        return await fn(bench)
+    except Exception as exc:
+        if not isinstance(exc, TRANSIENT) and not isinstance(exc.__cause__, TRANSIENT):
+            raise
+        log(f"row {key}: the database connection broke ({exc!r}); running the row again")
+        bench.stop_all()
+        await wait_for(bench_server_up, within=120, interval=1.0, what="PostgreSQL back")
+        return await fn(bench)
+
+
+async def bench_server_up() -> bool:
+    try:
+        conn = await asyncpg.connect(plain(SERVER_URL), timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
 def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -127,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> int:
             log(f"row {key}: {name}")
             t0 = time.monotonic()
             try:
-                results += await fn(bench)
+                results += await run_row(bench, key, fn)
             except Exception as exc:
                 failed = True
                 traceback.print_exc()
@@ -150,7 +204,8 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"\n{'quick' if args.quick else 'full'} run, {elapsed:.0f} s; "
         f"{info.get('nproc')} x {info.get('cpu')}, {info.get('ram_gib')} GiB, "
-        f"PostgreSQL {info.get('postgresql')}, Redis {info.get('redis')}"
+        f"PostgreSQL {info.get('postgresql')}, Redis {info.get('redis')}; "
+        f"commit {info.get('commit')} ({info.get('app_tree')})"
     )
     report = {
         "started_at": began.isoformat(),
