@@ -53,8 +53,19 @@ async def deliver_all(sessions: Sessions, batch_id: uuid.UUID, now: datetime) ->
         resolved = await fanout.resolve_batch(db, batch_id, now)
     assert resolved is not None
     for target in resolved.missing:
+        await create_and_complete(sessions, batch_id, target["label"], now)
+
+
+async def create_and_complete(
+    sessions: Sessions, batch_id: uuid.UUID, label: str, now: datetime
+) -> bool:
+    """What the create_session actor does: create and count, commit, then check completion."""
+    async with sessions() as db, db.begin():
+        created = await fanout.create_session(db, batch_id, label, None, now)
+    if created:
         async with sessions() as db, db.begin():
-            await fanout.create_session(db, batch_id, target["label"], target.get("notes"), now)
+            await fanout.complete_if_done(db, batch_id, now)
+    return created
 
 
 async def test_a_create_session_delivered_twice_creates_one_session(
@@ -82,8 +93,7 @@ async def test_the_notification_is_created_once_when_the_last_two_land_together(
         assert resolved is not None and len(resolved.missing) == 2
 
         async def one(label: str, bid: uuid.UUID = batch_id) -> bool:
-            async with sessions() as db, db.begin():
-                return await fanout.create_session(db, bid, label, None, clock.now())
+            return await create_and_complete(sessions, bid, label, clock.now())
 
         # Each target twice, all four at once.
         results = await asyncio.gather(*(one(t["label"]) for t in resolved.missing * 2))
@@ -237,3 +247,41 @@ async def test_a_session_is_never_made_before_the_batch_is_resolved(
     await deliver_all(sessions, batch_id, clock.now())
     assert await scalar(team, "SELECT count(*) FROM sessions WHERE batch_id=:b", b=batch_id) == 2
     assert len(await notifications(team, batch_id)) == 1
+
+
+async def test_a_lost_completion_check_is_made_good_by_the_next_drive(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    _s, batch_id = await fire(team, settings, sessions, clock, targets=2)
+    async with sessions() as db, db.begin():
+        await fanout.resolve_batch(db, batch_id, clock.now())
+    for label in ("rds-000", "rds-001"):  # the worker died after each commit, before its check
+        async with sessions() as db, db.begin():
+            assert await fanout.create_session(db, batch_id, label, None, clock.now())
+    assert await notifications(team, batch_id) == []
+    clock.advance(settings.reconcile_after_s + 1)
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(
+            db, clock.now(), timedelta(seconds=settings.reconcile_after_s)
+        ) == [batch_id]
+    async with sessions() as db, db.begin():
+        resolved = await fanout.resolve_batch(db, batch_id, clock.now())
+    assert resolved is not None and resolved.ready and resolved.missing == []
+    assert len(await notifications(team, batch_id)) == 1
+
+
+async def test_the_reconciler_leaves_a_slow_but_moving_fan_out_alone(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
+    async with sessions() as db, db.begin():
+        await fanout.resolve_batch(db, batch_id, clock.now())
+    stall = timedelta(seconds=60)
+    clock.advance(50)
+    await create_and_complete(sessions, batch_id, "rds-000", clock.now())
+    clock.advance(50)  # 100 s since the drive, 50 s since the last session
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), stall) == []
+    clock.advance(11)
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), stall) == [batch_id]

@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
 
-from maintflow_core.models.batches import Batch, Notification, Outbox
+from maintflow_core.models.batches import Batch, BatchProgress, Notification, Outbox
 from maintflow_core.models.flows import Flow
 from maintflow_core.models.idempotency import IdempotencyKey
 from maintflow_core.models.schedules import MaintenanceSchedule, SchedulerLease
@@ -11,6 +11,7 @@ from maintflow_core.models.teams import ApiToken, Team, User
 __all__ = [
     "ApiToken",
     "Batch",
+    "BatchProgress",
     "Flow",
     "IdempotencyKey",
     "MaintenanceSchedule",

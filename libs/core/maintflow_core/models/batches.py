@@ -62,6 +62,21 @@ class Batch(Base):
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class BatchProgress(Base):
+    """Sessions created per batch, counted in a few shard rows instead of the batch row: many
+    workers creating one batch's sessions at once would otherwise all queue on one row lock.
+    The sum over a batch's shards is the number of sessions its fan-out created."""
+
+    __tablename__ = "batch_progress"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid, sa.ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    created: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class Outbox(Base):
     """Work to hand to the broker, written in the same transaction as the state it is about."""
 

@@ -48,7 +48,8 @@ class BatchView:
             "scheduled_for": b.scheduled_for,
             "created_at": b.created_at,
             "target_count": b.target_count,
-            "sessions_created": b.sessions_created,
+            # Counted from the sessions themselves, so a fan-out in progress shows its progress.
+            "sessions_created": sum(self.status_counts.values()),
             "ready_at": b.ready_at,
             "status_counts": {s: self.status_counts.get(s, 0) for s in STATUSES},
             "progress": self.progress,

@@ -4,6 +4,7 @@ still have no session, create one session idempotently, and mark the batch ready
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.db.base import UTCDateTime
-from maintflow_core.models import Batch, Flow, Notification, Session, TargetList
+from maintflow_core.models import Batch, BatchProgress, Flow, Notification, Session, TargetList
 from maintflow_core.usecases.firing import dialect_insert
 
 READY_EVENT = "batch.ready"
@@ -50,20 +51,24 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
         batch.target_count = len(targets)
     batch.driven_at = now
     ready = batch.ready_at is not None
-    if not ready and batch.sessions_created >= batch.target_count:
-        ready = await mark_ready(db, batch.id, now)
     missing: list[dict[str, Any]] = []
     if not ready:
         have = set(
             await db.scalars(sa.select(Session.target_label).where(Session.batch_id == batch.id))
         )
         missing = [t for t in batch.targets or [] if t["label"] not in have]
+        if not missing:
+            # Every session exists (a zero-target batch, or a re-drive after the last
+            # create_session died between its commit and its completion check).
+            ready = await mark_ready(db, batch.id, now)
     await db.flush()
     return Resolved(batch.id, batch.target_count, ready, missing)
 
 
-# PostgreSQL: insert the session from the batch's snapshot and count it in one statement (a
-# data-modifying CTE), so one create_session costs one round trip plus the commit.
+PROGRESS_SHARDS = 32
+
+# PostgreSQL: insert the session from the batch's snapshot and count it in a progress shard in
+# one statement (a data-modifying CTE): one round trip plus the commit per create_session.
 _CREATE_PG = sa.text(
     """
     WITH ins AS (
@@ -76,10 +81,11 @@ _CREATE_PG = sa.text(
         ON CONFLICT (batch_id, target_label) DO NOTHING
         RETURNING batch_id
     )
-    UPDATE batches
-       SET sessions_created = sessions_created + 1, driven_at = :now
-     WHERE id = (SELECT batch_id FROM ins)
-    RETURNING sessions_created, target_count, ready_at
+    INSERT INTO batch_progress AS p (batch_id, shard, created, updated_at)
+    SELECT batch_id, :shard, 1, :now FROM ins
+    ON CONFLICT (batch_id, shard)
+        DO UPDATE SET created = p.created + 1, updated_at = excluded.updated_at
+    RETURNING created
     """
 ).bindparams(
     sa.bindparam("id", type_=sa.Uuid),
@@ -91,26 +97,26 @@ _CREATE_PG = sa.text(
 async def create_session(
     db: AsyncSession, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
 ) -> bool:
-    """Insert the target's session unless it exists. Returns True if this call created it.
+    """Insert the target's session unless it exists, and count it. Returns True if this call
+    created it; the caller commits, then calls `complete_if_done`.
 
-    Sessions are made only from a resolved batch (steps snapshot taken), so the count that
-    decides "ready" is always compared with the real target count. Counting in the batch row
-    (not count(*) over sessions) keeps each message O(1); the row lock serialises the
-    increments, so exactly one of them sees the last session. driven_at records progress, so
-    the reconciler leaves a slow but moving fan-out alone."""
-    params = {"id": uuid.uuid4(), "batch_id": batch_id, "label": label, "notes": notes, "now": now}
+    Sessions are made only from a resolved batch (steps snapshot taken), so the count is always
+    compared with the real target count. The count lives in one of PROGRESS_SHARDS rows picked
+    at random, so concurrent workers rarely wait on each other's row locks."""
+    params = {
+        "id": uuid.uuid4(),
+        "batch_id": batch_id,
+        "label": label,
+        "notes": notes,
+        "now": now,
+        "shard": random.randrange(PROGRESS_SHARDS),
+    }
     if db.get_bind().dialect.name == "postgresql":
-        counts = (await db.execute(_CREATE_PG, params)).one_or_none()
-    else:
-        counts = await _create_portable(db, params)
-    if counts is None:
-        return False
-    if counts.ready_at is None and counts.sessions_created >= counts.target_count:
-        await mark_ready(db, batch_id, now)
-    return True
+        return (await db.execute(_CREATE_PG, params)).first() is not None
+    return await _create_portable(db, params)
 
 
-async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> Any:
+async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> bool:
     b = Batch
     source = sa.select(
         sa.literal(params["id"], sa.Uuid),
@@ -147,15 +153,37 @@ async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> Any:
         .returning(Session.id)
     )
     if inserted.scalar_one_or_none() is None:
-        return None
-    return (
-        await db.execute(
-            sa.update(b)
-            .where(b.id == params["batch_id"])
-            .values(sessions_created=b.sessions_created + 1, driven_at=params["now"])
-            .returning(b.sessions_created, b.target_count, b.ready_at)
+        return False
+    upsert = dialect_insert(db, BatchProgress).values(
+        batch_id=params["batch_id"], shard=params["shard"], created=1, updated_at=params["now"]
+    )
+    await db.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["batch_id", "shard"],
+            set_={"created": BatchProgress.created + 1, "updated_at": params["now"]},
         )
-    ).one()
+    )
+    return True
+
+
+async def complete_if_done(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
+    """Mark the batch ready if all its sessions are counted. Run AFTER the creating transaction
+    committed: of several sessions committed at once, the one that commits last then sees every
+    count, so the last session is never missed; mark_ready makes the repeats harmless."""
+    row = (
+        await db.execute(
+            sa.select(
+                Batch.target_count,
+                Batch.ready_at,
+                sa.select(sa.func.coalesce(sa.func.sum(BatchProgress.created), 0))
+                .where(BatchProgress.batch_id == batch_id)
+                .scalar_subquery(),
+            ).where(Batch.id == batch_id, Batch.steps.is_not(None))
+        )
+    ).one_or_none()
+    if row is None or row[1] is not None or row[2] < row[0]:
+        return False
+    return await mark_ready(db, batch_id, now)
 
 
 async def mark_ready(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
@@ -164,7 +192,7 @@ async def mark_ready(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bo
         await db.execute(
             sa.update(Batch)
             .where(Batch.id == batch_id, Batch.ready_at.is_(None))
-            .values(ready_at=now)
+            .values(ready_at=now, sessions_created=Batch.target_count)
             .returning(Batch.team_id, Batch.flow_id, Batch.target_count, Batch.target_list_id)
         )
     ).one_or_none()

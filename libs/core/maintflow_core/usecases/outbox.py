@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maintflow_core.models import Batch, Outbox
+from maintflow_core.models import Batch, BatchProgress, Outbox
 from maintflow_core.usecases.schedules import FIRE_KIND
 
 OutboxMessage = tuple[int, str, dict[str, Any]]
@@ -50,9 +50,15 @@ async def pending_count(db: AsyncSession) -> int:
 async def reconcile(
     db: AsyncSession, now: datetime, stalled_after: timedelta, limit: int = 200
 ) -> list[uuid.UUID]:
-    """Write a new outbox row for each fired batch that is not ready and has not been driven
-    for `stalled_after`; fire_schedule then enqueues only the targets that lack a session."""
+    """Write a new outbox row for each fired batch that is not ready and has made no progress
+    (no drive, no new session) for `stalled_after`; fire_schedule then enqueues only the
+    targets that lack a session."""
     cutoff = now - stalled_after
+    last_progress = (
+        sa.select(sa.func.max(BatchProgress.updated_at))
+        .where(BatchProgress.batch_id == Batch.id)
+        .scalar_subquery()
+    )
     ids = list(
         (
             await db.scalars(
@@ -61,6 +67,7 @@ async def reconcile(
                     Batch.ready_at.is_(None),
                     Batch.trigger.in_(("schedule", "run_now")),
                     sa.func.coalesce(Batch.driven_at, Batch.created_at) < cutoff,
+                    sa.or_(last_progress.is_(None), last_progress < cutoff),
                 )
                 .limit(limit)
                 .with_for_update(skip_locked=True)
