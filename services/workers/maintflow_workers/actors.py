@@ -43,12 +43,13 @@ async def fire_schedule(batch_id: str) -> None:
 async def create_session(batch_id: str, label: str, notes: str | None = None) -> None:
     ctx = context.current()
     bid = uuid.UUID(batch_id)
-    async with ctx.transaction() as db:
-        created = await fanout.create_session(db, bid, label, notes, ctx.clock.now())
-    if created:
-        # A second, short transaction: it must see the other workers' committed counts.
+    async with ctx.single_statement() as conn:
+        created = await fanout.create_session(conn, bid, label, notes, ctx.clock.now())
+        # After the commit, so it sees the other workers' committed counts too.
+        done = created and await fanout.counts_complete(conn, bid)
+    if done:
         async with ctx.transaction() as db:
-            await fanout.complete_if_done(db, bid, ctx.clock.now())
+            await fanout.mark_ready(db, bid, ctx.clock.now())
 
 
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:

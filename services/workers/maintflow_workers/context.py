@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
@@ -40,6 +45,18 @@ class WorkerContext:
         assert self._sessions is not None
         async with self._sessions() as db, db.begin():
             yield db
+
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for statements that are atomic on their own. On PostgreSQL it runs in
+        autocommit (no BEGIN/COMMIT round trips); SQLite, whose portable paths take several
+        statements, gets a transaction committed at the end."""
+        if self.engine.dialect.name == "postgresql":
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     async def dispose(self) -> None:
         if self._engine is not None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from maintflow_core.schemas.common import Request, Response, Text
+from maintflow_core.schemas.common import Request, Response, Text, one_of
 from maintflow_core.schemas.targets import MAX_TARGETS, Target, check_unique_labels
 
 SessionStatus = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
@@ -29,16 +29,12 @@ class BatchLaunch(Request):
 
     @model_validator(mode="after")
     def _one_source(self) -> BatchLaunch:
-        given = [
-            name
-            for name in ("targets", "target_list_id", "from_batch_id")
-            if getattr(self, name) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one target source: targets, target_list_id or from_batch_id"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
+        one_of(
+            self,
+            ("targets", "target_list_id", "from_batch_id"),
+            "give exactly one target source: targets, target_list_id or from_batch_id",
+            required=True,
+        )
         return self
 
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+import math
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 T = TypeVar("T")
 
@@ -38,8 +49,78 @@ Notes = Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul
 Description = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
 
 
+MAX_JSON_DEPTH = 32
+
+
+def storable(value: Any) -> Any:
+    """`value` if PostgreSQL can store it as text or jsonb and the API can send it back, else
+    ValueError saying why: JSON can spell a NUL (`\\u0000`), half a surrogate pair (`\\ud800`)
+    and, as Python reads it, NaN or Infinity, none of which can be stored; and free-form objects
+    nested deeper than MAX_JSON_DEPTH could be stored but not serialised again."""
+    _check(value, MAX_JSON_DEPTH)
+    return value
+
+
+def _check(value: Any, depth: int) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain unpaired UTF-16 surrogates") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    elif isinstance(value, dict | list | tuple):
+        if depth == 0:
+            raise ValueError(f"must not nest objects and arrays deeper than {MAX_JSON_DEPTH}")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check(key, depth - 1)
+            _check(item, depth - 1)
+
+
+# Far enough from datetime.min/max that converting to any UTC offset (at most ±26 h) works.
+_EARLIEST = date.min + timedelta(days=2)
+_LATEST = date.max - timedelta(days=2)
+
+
+def _within_calendar(value: datetime) -> datetime:
+    if not _EARLIEST <= value.date() <= _LATEST:
+        raise ValueError(f"must lie between {_EARLIEST} and {_LATEST}")
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_within_calendar)]
+AwareInstant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+
+
+def one_of(model: BaseModel, names: tuple[str, ...], message: str, *, required: bool) -> None:
+    """Exactly one (`required`) or at most one of the fields `names` given, else a validation
+    error on each field concerned, so that the 422 names them: all of them when none was given,
+    the given ones when several were."""
+    given = [name for name in names if getattr(model, name) is not None]
+    if len(given) == 1 or (not given and not required):
+        return
+    raise ValidationError.from_exception_data(
+        type(model).__name__,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("one_of", message),
+                loc=(name,),
+                input=getattr(model, name),
+            )
+            for name in given or names
+        ],
+    )
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Every field of every request: refused with a 422 naming it rather than a 500 from the
+    # database. Nested request models check their own fields.
+    _storable = field_validator("*")(storable)
 
 
 class Response(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from maintflow_core.schemas.common import Request, Response, Text
+from maintflow_core.schemas.common import Instant, Request, Response, Text, one_of
 
 MisfirePolicy = Literal["skip", "run_once", "run_all"]
 Time = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -15,7 +15,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 class OnceRecurrence(Request):
     type: Literal["once"]
-    run_at: datetime
+    run_at: Instant
 
 
 class DailyRecurrence(Request):
@@ -41,6 +41,7 @@ Recurrence = Annotated[
 ]
 CronText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 TimezoneName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+RULES = ("cron_expression", "recurrence")
 
 
 class ScheduleCreate(Request):
@@ -50,13 +51,12 @@ class ScheduleCreate(Request):
     timezone: TimezoneName = "UTC"
     target_list_id: uuid.UUID | None = None
     misfire_policy: MisfirePolicy = "run_once"
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleCreate:
-        if (self.cron_expression is None) == (self.recurrence is None):
-            raise ValueError("give exactly one of cron_expression or recurrence")
+        one_of(self, RULES, "give exactly one of cron_expression or recurrence", required=True)
         return self
 
 
@@ -66,13 +66,12 @@ class ScheduleUpdate(Request):
     timezone: TimezoneName | None = None
     target_list_id: uuid.UUID | None = None
     misfire_policy: MisfirePolicy | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleUpdate:
-        if self.cron_expression is not None and self.recurrence is not None:
-            raise ValueError("give at most one of cron_expression or recurrence")
+        one_of(self, RULES, "give at most one of cron_expression or recurrence", required=False)
         return self
 
 

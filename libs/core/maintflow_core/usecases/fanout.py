@@ -11,13 +11,18 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maintflow_core.db.base import UTCDateTime
 from maintflow_core.models import Batch, BatchProgress, Flow, Notification, Session, TargetList
 from maintflow_core.usecases.firing import dialect_insert
 
 READY_EVENT = "batch.ready"
+Executor = AsyncSession | AsyncConnection
+
+
+def dialect_of(db: Executor) -> str:
+    return db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ _CREATE_PG = sa.text(
 
 
 async def create_session(
-    db: AsyncSession, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
+    db: Executor, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
 ) -> bool:
     """Insert the target's session unless it exists, and count it. Returns True if this call
     created it; the caller commits, then calls `complete_if_done`.
@@ -111,12 +116,13 @@ async def create_session(
         "now": now,
         "shard": random.randrange(PROGRESS_SHARDS),
     }
-    if db.get_bind().dialect.name == "postgresql":
+    if dialect_of(db) == "postgresql":
+        # One statement, atomic by itself: the caller may run it without a transaction.
         return (await db.execute(_CREATE_PG, params)).first() is not None
     return await _create_portable(db, params)
 
 
-async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> bool:
+async def _create_portable(db: Executor, params: dict[str, Any]) -> bool:
     b = Batch
     source = sa.select(
         sa.literal(params["id"], sa.Uuid),
@@ -166,10 +172,10 @@ async def _create_portable(db: AsyncSession, params: dict[str, Any]) -> bool:
     return True
 
 
-async def complete_if_done(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
-    """Mark the batch ready if all its sessions are counted. Run AFTER the creating transaction
-    committed: of several sessions committed at once, the one that commits last then sees every
-    count, so the last session is never missed; mark_ready makes the repeats harmless."""
+async def counts_complete(db: Executor, batch_id: uuid.UUID) -> bool:
+    """True when every target of the resolved, not yet ready batch has been counted. Read AFTER
+    the creating statement committed: of several sessions committed at once, the one that
+    commits last then sees every count, so the last session is never missed."""
     row = (
         await db.execute(
             sa.select(
@@ -181,9 +187,12 @@ async def complete_if_done(db: AsyncSession, batch_id: uuid.UUID, now: datetime)
             ).where(Batch.id == batch_id, Batch.steps.is_not(None))
         )
     ).one_or_none()
-    if row is None or row[1] is not None or row[2] < row[0]:
-        return False
-    return await mark_ready(db, batch_id, now)
+    return row is not None and row[1] is None and row[2] >= row[0]
+
+
+async def complete_if_done(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
+    """`counts_complete`, then `mark_ready` (which makes repeats harmless) in one transaction."""
+    return await counts_complete(db, batch_id) and await mark_ready(db, batch_id, now)
 
 
 async def mark_ready(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maintflow_core import cron
 from maintflow_core.errors import DomainError
@@ -35,8 +35,8 @@ class ClaimResult:
     lag_seconds: list[float] = field(default_factory=list)
 
 
-def dialect_insert(db: AsyncSession, table: Any) -> Any:
-    name = db.get_bind().dialect.name
+def dialect_insert(db: AsyncSession | AsyncConnection, table: Any) -> Any:
+    name = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 
 

@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -30,8 +30,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         parsed = datetime.fromisoformat(created)
         if parsed.tzinfo is None:
             raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        # In UTC here, so an instant the database cannot hold fails now rather than in the query.
+        return parsed.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError) as exc:
         raise InvalidField("cursor", "not a cursor returned by this API") from exc
 
 
