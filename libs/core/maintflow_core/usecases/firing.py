@@ -113,9 +113,88 @@ async def claim_due(
                 "last_run_at": max(fire_plan.instants) if fire_plan.instants else None,
             }
         )
+    if db.get_bind().dialect.name == "postgresql":
+        new_ids = await _write_pg(db, batches, updates, now)
+    else:
+        new_ids = await _write_portable(db, batches, updates, now)
+    result.batch_ids = new_ids
+    result.duplicates = len(batches) - len(new_ids)
+    return result
+
+
+_TS_ARRAY = postgresql.ARRAY(sa.DateTime(timezone=True))
+_UUID_ARRAY = postgresql.ARRAY(sa.Uuid)
+
+# All of a claim pass's writes in one statement: batches (a duplicate instant is skipped by the
+# partial unique index), one outbox row per batch actually inserted, and the schedules'
+# next_run_at. Arrays instead of many VALUES rows keep it one short round trip for 500 rows.
+_CLAIM_WRITE_PG = sa.text(
+    """
+    WITH fired AS (
+        SELECT * FROM unnest(:ids, :team_ids, :flow_ids, :schedule_ids, :instants, :list_ids)
+            AS t(id, team_id, flow_id, schedule_id, scheduled_for, target_list_id)
+    ), ins AS (
+        INSERT INTO batches (id, team_id, flow_id, schedule_id, trigger, scheduled_for,
+                             target_list_id, target_count, sessions_created, created_at)
+        SELECT id, team_id, flow_id, schedule_id, 'schedule', scheduled_for, target_list_id,
+               0, 0, :now
+          FROM fired
+        ON CONFLICT (schedule_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
+        RETURNING id
+    ), outbox_rows AS (
+        INSERT INTO outbox (kind, batch_id, payload, created_at, attempts)
+        SELECT :kind, id, jsonb_build_object('batch_id', id::text), :now, 0 FROM ins
+    ), moved AS (
+        UPDATE maintenance_schedules AS s
+           SET next_run_at = u.next_run_at,
+               last_run_at = coalesce(u.last_run_at, s.last_run_at)
+          FROM unnest(:upd_ids, :upd_next, :upd_last) AS u(id, next_run_at, last_run_at)
+         WHERE s.id = u.id
+    )
+    SELECT id FROM ins
+    """
+).bindparams(
+    sa.bindparam("ids", type_=_UUID_ARRAY),
+    sa.bindparam("team_ids", type_=_UUID_ARRAY),
+    sa.bindparam("flow_ids", type_=_UUID_ARRAY),
+    sa.bindparam("schedule_ids", type_=_UUID_ARRAY),
+    sa.bindparam("instants", type_=_TS_ARRAY),
+    sa.bindparam("list_ids", type_=_UUID_ARRAY),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("upd_ids", type_=_UUID_ARRAY),
+    sa.bindparam("upd_next", type_=_TS_ARRAY),
+    sa.bindparam("upd_last", type_=_TS_ARRAY),
+)
+
+
+async def _write_pg(
+    db: AsyncSession, batches: list[dict[str, Any]], updates: list[dict[str, Any]], now: datetime
+) -> list[uuid.UUID]:
+    rows = await db.execute(
+        _CLAIM_WRITE_PG,
+        {
+            "ids": [b["id"] for b in batches],
+            "team_ids": [b["team_id"] for b in batches],
+            "flow_ids": [b["flow_id"] for b in batches],
+            "schedule_ids": [b["schedule_id"] for b in batches],
+            "instants": [b["scheduled_for"] for b in batches],
+            "list_ids": [b["target_list_id"] for b in batches],
+            "now": now,
+            "kind": FIRE_KIND,
+            "upd_ids": [u["b_id"] for u in updates],
+            "upd_next": [u["next_run_at"] for u in updates],
+            "upd_last": [u["last_run_at"] for u in updates],
+        },
+    )
+    return list(rows.scalars())
+
+
+async def _write_portable(
+    db: AsyncSession, batches: list[dict[str, Any]], updates: list[dict[str, Any]], now: datetime
+) -> list[uuid.UUID]:
+    new_ids: list[uuid.UUID] = []
     if batches:
-        # executemany with RETURNING: SQLAlchemy batches it into few multi-row statements
-        # ("insertmanyvalues") without compiling one giant VALUES clause per claim.
+        # executemany with RETURNING: SQLAlchemy batches it into few multi-row statements.
         inserted = await db.execute(
             dialect_insert(db, Batch)
             .on_conflict_do_nothing(
@@ -126,22 +205,20 @@ async def claim_due(
             batches,
         )
         new_ids = list(inserted.scalars())
-        result.batch_ids = new_ids
-        result.duplicates = len(batches) - len(new_ids)
-        if new_ids:
-            await db.execute(
-                sa.insert(Outbox),
-                [
-                    {
-                        "kind": FIRE_KIND,
-                        "batch_id": bid,
-                        "payload": {"batch_id": str(bid)},
-                        "created_at": now,
-                        "attempts": 0,
-                    }
-                    for bid in new_ids
-                ],
-            )
+    if new_ids:
+        await db.execute(
+            sa.insert(Outbox),
+            [
+                {
+                    "kind": FIRE_KIND,
+                    "batch_id": bid,
+                    "payload": {"batch_id": str(bid)},
+                    "created_at": now,
+                    "attempts": 0,
+                }
+                for bid in new_ids
+            ],
+        )
     table = cast(sa.Table, S.__table__)
     await db.execute(
         sa.update(table)
@@ -152,4 +229,4 @@ async def claim_due(
         ),
         updates,
     )
-    return result
+    return new_ids
