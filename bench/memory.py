@@ -19,7 +19,9 @@ async def maintflow_rss(bench: Bench, n: int) -> dict[str, int]:
     ids = (await grow_to(bench, n))[:FIRED]
     conn = await bench.connect()
     try:
-        await conn.execute("TRUNCATE sessions, notifications, outbox, batches, scheduler_leases")
+        await conn.execute(
+            "TRUNCATE sessions, notifications, outbox, batches, scheduler_leases CASCADE"
+        )
         scheduler = await start_scheduler(bench)
         try:
             # Due now on the real clock: the leader must tick, claim, write and relay.

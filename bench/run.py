@@ -143,6 +143,17 @@ async def run_row(
         return await fn(bench)
 
 
+async def postmaster_start() -> Any:
+    """When the shared PostgreSQL server last started (None if unreachable right now)."""
+    with contextlib.suppress(Exception):
+        conn = await asyncpg.connect(plain(SERVER_URL), timeout=5)
+        try:
+            return await conn.fetchval("SELECT pg_postmaster_start_time()")
+        finally:
+            await conn.close()
+    return None
+
+
 async def bench_server_up() -> bool:
     try:
         conn = await asyncpg.connect(plain(SERVER_URL), timeout=5)
@@ -172,6 +183,7 @@ async def main_async(args: argparse.Namespace) -> int:
     bench.shared["rows"] = set(selected)
     results: list[Result] = []
     durations: dict[str, float] = {}
+    loads: dict[str, float] = {}
     failed = False
     try:
         info = machine() | await server_versions(bench)
@@ -180,6 +192,8 @@ async def main_async(args: argparse.Namespace) -> int:
             name, fn = ROWS[key]
             log(f"row {key}: {name}")
             t0 = time.monotonic()
+            before = len(results)
+            pg_started = await postmaster_start()
             try:
                 results += await run_row(bench, key, fn)
             except Exception as exc:
@@ -191,6 +205,12 @@ async def main_async(args: argparse.Namespace) -> int:
             finally:
                 bench.stop_all()
                 durations[key] = round(time.monotonic() - t0, 1)
+                # Other people's work on the machine shows here (2 cores: above 2 is contention).
+                loads[key] = round(os.getloadavg()[1], 2)
+                if await postmaster_start() != pg_started:
+                    for r in results[before:]:
+                        r.values["postgres_restarted_during_row"] = True
+                        r.verdict += " (PostgreSQL was restarted during this row)"
                 log(f"row {key}: {durations[key]:.0f} s")
     finally:
         await close_bench(bench)
@@ -205,12 +225,14 @@ async def main_async(args: argparse.Namespace) -> int:
         f"\n{'quick' if args.quick else 'full'} run, {elapsed:.0f} s; "
         f"{info.get('nproc')} x {info.get('cpu')}, {info.get('ram_gib')} GiB, "
         f"PostgreSQL {info.get('postgresql')}, Redis {info.get('redis')}; "
-        f"commit {info.get('commit')} ({info.get('app_tree')})"
+        f"commit {info.get('commit')} ({info.get('app_tree')})\n"
+        f"row durations (s): {durations}; 5-min load average after each row: {loads}"
     )
     report = {
         "started_at": began.isoformat(),
         "duration_s": round(elapsed, 1),
         "row_durations_s": durations,
+        "row_loadavg_5min": loads,
         "mode": "quick" if args.quick else "full",
         "rows": selected,
         "machine": info,

@@ -7,9 +7,12 @@ exist, against 1.5 x what row 1's fan-out rate predicts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from bench.common import (
     Bench,
@@ -88,17 +91,32 @@ async def load(bench: Bench, schedules: int) -> None:
     await bench.analyze("flows", "target_lists", "maintenance_schedules", vacuum=True)
 
 
+async def ready_count(bench: Bench) -> int | None:
+    """Batches ready so far; None while the database is unreachable (the shared server is
+    sometimes restarted: the scheduler and worker reconnect and carry on, and so do we)."""
+    try:
+        conn = await bench.connect()
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM batches WHERE ready_at IS NOT NULL"))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
 async def observe(bench: Bench, schedules: int, instant: datetime, within: float) -> dict[str, Any]:
+    await asyncio.sleep(max(0.0, instant.timestamp() - time.time()))
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done = await ready_count(bench)
+        if done is not None and done >= schedules:
+            break
+        await asyncio.sleep(0.5)
     conn = await bench.connect()
     try:
-        await asyncio.sleep(max(0.0, instant.timestamp() - time.time()))
-        done = 0
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            done = await conn.fetchval("SELECT count(*) FROM batches WHERE ready_at IS NOT NULL")
-            if done >= schedules:
-                break
-            await asyncio.sleep(0.5)
         lags = [
             float(r[0])
             for r in await conn.fetch(
