@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from maintflow_core.errors import (
     BadRequest,
@@ -24,7 +32,66 @@ _STATUS: list[tuple[type[DomainError], int]] = [
 ]
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at this path. FastAPI makes one route per method, and
+    Starlette's 405 names only the methods of the first route that matched the path."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
+
+
+def printable(value: Any, depth: int = 40) -> Any:
+    """`value` made fit for a JSON response: a 422 echoes the input, which may hold half a
+    surrogate pair (not UTF-8), NaN (not JSON), or nesting too deep to encode (cut short)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict | list | tuple) and depth == 0:
+        return "..."
+    if isinstance(value, dict):
+        return {printable(k, depth - 1): printable(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v, depth - 1) for v in value]
+    return value
+
+
+def _invalid_json(exc: StarletteHTTPException) -> bool:
+    """FastAPI answers 400 when reading the JSON body fails other than by a syntax error: bytes
+    that are not UTF-8, or nesting too deep for the parser. Both are invalid JSON to a client."""
+    return exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError)
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(app, request))
+            exc = StarletteHTTPException(405, exc.detail, headers={"Allow": allow})
+        if _invalid_json(exc):
+            error = {"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}
+            return JSONResponse(status_code=422, content={"detail": [error]})
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = jsonable_encoder(printable(exc.errors()))
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(Exception)
+    async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette still re-raises the exception after this, so the server logs the traceback;
+        # the client gets FastAPI's shape and nothing of the internals.
+        return JSONResponse(status_code=500, content={"detail": "Internal Server Error"})
+
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         if isinstance(exc, InvalidField):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -28,7 +29,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -37,7 +38,7 @@ class BodySizeLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        body = json.dumps({"detail": _detail(self.max_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -48,5 +49,13 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while the app reads the body. An HTTPException, so that FastAPI, which turns other
+    errors of body reading into a 400, passes it on to its handler: a 413 in the usual shape."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _detail(max_bytes))
+
+
+def _detail(max_bytes: int) -> str:
+    return f"request body larger than {max_bytes} bytes"

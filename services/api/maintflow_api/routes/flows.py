@@ -6,15 +6,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
-from maintflow_core.schemas.common import Page
+from maintflow_api.responses import errors
+from maintflow_core.schemas.common import Page, Text
 from maintflow_core.schemas.flows import FlowCounts, FlowCreate, FlowOut, FlowType, FlowUpdate
 from maintflow_core.usecases import flows
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"])
+router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=errors(401))
 
 
-@router.post("", status_code=201, response_model=FlowOut)
+@router.post("", status_code=201, response_model=FlowOut, responses=errors(400, 403, 413))
 async def create_flow(body: FlowCreate, db: DB, state: State, principal: Engineer) -> FlowOut:
     flow = await flows.create_flow(db, state.clock, principal.team_id, body)
     await db.commit()
@@ -28,7 +29,7 @@ async def list_flows(
     limit: Limit = 50,
     cursor: Cursor = None,
     flow_type: FlowType | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> Page[FlowOut]:
     rows = await flows.list_flows(db, principal.team_id, limit, cursor, flow_type, q)
     items, next_cursor = page_of(rows, limit, lambda f: (f.created_at, f.id))
@@ -40,12 +41,12 @@ async def count_flows(db: DB, principal: Viewer) -> FlowCounts:
     return FlowCounts(**await flows.count_flows(db, principal.team_id))
 
 
-@router.get("/{flow_id}", response_model=FlowOut)
+@router.get("/{flow_id}", response_model=FlowOut, responses=errors(404))
 async def get_flow(flow_id: uuid.UUID, db: DB, principal: Viewer) -> FlowOut:
     return FlowOut.model_validate(await flows.get_flow(db, principal.team_id, flow_id))
 
 
-@router.patch("/{flow_id}", response_model=FlowOut)
+@router.patch("/{flow_id}", response_model=FlowOut, responses=errors(400, 403, 404, 413))
 async def update_flow(
     flow_id: uuid.UUID, body: FlowUpdate, db: DB, state: State, principal: Engineer
 ) -> FlowOut:
@@ -54,7 +55,7 @@ async def update_flow(
     return FlowOut.model_validate(flow)
 
 
-@router.delete("/{flow_id}", status_code=204, response_class=Response)
+@router.delete("/{flow_id}", status_code=204, response_class=Response, responses=errors(403, 404))
 async def delete_flow(flow_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
     await flows.delete_flow(db, principal.team_id, flow_id)
     await db.commit()

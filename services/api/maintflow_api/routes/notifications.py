@@ -5,12 +5,13 @@ import uuid
 from fastapi import APIRouter
 
 from maintflow_api.deps import DB, Cursor, Limit, State, Viewer
+from maintflow_api.responses import errors
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.notifications import MarkedRead, NotificationOut
 from maintflow_core.usecases import notifications
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"], responses=errors(401))
 
 
 @router.get("", response_model=Page[NotificationOut])
@@ -32,7 +33,7 @@ async def read_all(db: DB, state: State, principal: Viewer) -> MarkedRead:
     return MarkedRead(marked=marked)
 
 
-@router.post("/{notification_id}/read", response_model=NotificationOut)
+@router.post("/{notification_id}/read", response_model=NotificationOut, responses=errors(404))
 async def read_one(
     notification_id: uuid.UUID, db: DB, state: State, principal: Viewer
 ) -> NotificationOut:

@@ -3,10 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 
 from maintflow_api.deps import DB, State, Viewer
+from maintflow_api.responses import errors
 from maintflow_core.models import MaintenanceSchedule
 from maintflow_core.queues import QUEUES
 from maintflow_core.usecases import lease
@@ -19,7 +20,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: the body names the unreachable dependency."}},
+)
 async def readyz(state: State) -> Response:
     checks: dict[str, str] = {}
     try:
@@ -47,7 +51,7 @@ async def readyz(state: State) -> Response:
     )
 
 
-@router.get("/v1/ops/queues")
+@router.get("/v1/ops/queues", responses=errors(401, 503))
 async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
     """Per queue: messages waiting, delayed (retries), and dead-lettered. Read from Redis; the
     embedded mode's in-memory broker is reported through the hook it installs."""
@@ -56,6 +60,7 @@ async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
     if not state.settings.redis_url:
         return [{"name": q, "depth": 0, "delayed": 0, "dead_letter": 0} for q in QUEUES]
     import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
 
     ns = state.settings.broker_namespace
     client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
@@ -66,6 +71,8 @@ async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
             pipe.hlen(f"{ns}:{q}.DQ.msgs")
             pipe.zcard(f"{ns}:{q}.XQ")
         values = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise HTTPException(503, f"broker unreachable: {type(exc).__name__}") from exc
     finally:
         await client.aclose()
     return [
@@ -79,7 +86,7 @@ async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/v1/ops/scheduler")
+@router.get("/v1/ops/scheduler", responses=errors(401))
 async def scheduler_status(db: DB, state: State, principal: Viewer) -> dict[str, Any]:
     current = await lease.current(db)
     now = state.clock.now()

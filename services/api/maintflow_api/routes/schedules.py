@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
-from maintflow_core.errors import InvalidField
-from maintflow_core.schemas.common import Page
+from maintflow_api.responses import errors
+from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.schedules import (
     PauseRequest,
     Preview,
@@ -23,7 +22,7 @@ from maintflow_core.schemas.schedules import (
 from maintflow_core.usecases import schedules
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(tags=["maintenance schedules"])
+router = APIRouter(tags=["maintenance schedules"], responses=errors(401))
 PREFIX = "/v1/maintenance-schedules"
 
 
@@ -31,7 +30,12 @@ def _out(schedule: object) -> ScheduleOut:
     return ScheduleOut(**schedules.local_view(schedule))  # type: ignore[arg-type]
 
 
-@router.post(PREFIX, status_code=201, response_model=ScheduleOut)
+@router.post(
+    PREFIX,
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=errors(400, 403, 404, 409, 413),
+)
 async def create_schedule(
     body: ScheduleCreate, db: DB, state: State, principal: Engineer
 ) -> ScheduleOut:
@@ -60,12 +64,14 @@ async def schedule_stats(db: DB, principal: Viewer) -> ScheduleStats:
     return ScheduleStats(**await schedules.stats(db, principal.team_id))
 
 
-@router.get(f"{PREFIX}/{{schedule_id}}", response_model=ScheduleOut)
+@router.get(f"{PREFIX}/{{schedule_id}}", response_model=ScheduleOut, responses=errors(404))
 async def get_schedule(schedule_id: uuid.UUID, db: DB, principal: Viewer) -> ScheduleOut:
     return _out(await schedules.get_schedule(db, principal.team_id, schedule_id))
 
 
-@router.patch(f"{PREFIX}/{{schedule_id}}", response_model=ScheduleOut)
+@router.patch(
+    f"{PREFIX}/{{schedule_id}}", response_model=ScheduleOut, responses=errors(400, 403, 404, 413)
+)
 async def update_schedule(
     schedule_id: uuid.UUID, body: ScheduleUpdate, db: DB, state: State, principal: Engineer
 ) -> ScheduleOut:
@@ -76,14 +82,23 @@ async def update_schedule(
     return _out(schedule)
 
 
-@router.delete(f"{PREFIX}/{{schedule_id}}", status_code=204, response_class=Response)
+@router.delete(
+    f"{PREFIX}/{{schedule_id}}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(403, 404),
+)
 async def delete_schedule(schedule_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
     await schedules.delete_schedule(db, principal.team_id, schedule_id)
     await db.commit()
     return Response(status_code=204)
 
 
-@router.post(f"{PREFIX}/{{schedule_id}}/pause", response_model=ScheduleOut)
+@router.post(
+    f"{PREFIX}/{{schedule_id}}/pause",
+    response_model=ScheduleOut,
+    responses=errors(400, 403, 404, 413),
+)
 async def pause_schedule(
     schedule_id: uuid.UUID,
     db: DB,
@@ -99,7 +114,9 @@ async def pause_schedule(
     return _out(schedule)
 
 
-@router.post(f"{PREFIX}/{{schedule_id}}/resume", response_model=ScheduleOut)
+@router.post(
+    f"{PREFIX}/{{schedule_id}}/resume", response_model=ScheduleOut, responses=errors(403, 404)
+)
 async def resume_schedule(
     schedule_id: uuid.UUID, db: DB, state: State, principal: Engineer
 ) -> ScheduleOut:
@@ -108,13 +125,18 @@ async def resume_schedule(
     return _out(schedule)
 
 
-@router.post(f"{PREFIX}/{{schedule_id}}/run-now", status_code=202, response_model=RunNowAccepted)
+@router.post(
+    f"{PREFIX}/{{schedule_id}}/run-now",
+    status_code=202,
+    response_model=RunNowAccepted,
+    responses=errors(403, 404),
+)
 async def run_now(
     schedule_id: uuid.UUID,
     db: DB,
     state: State,
     principal: Engineer,
-    key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
     async def work() -> RunNowAccepted:
         batch_id = await schedules.run_now(db, state.clock, principal.team_id, schedule_id)
@@ -123,22 +145,22 @@ async def run_now(
     return await run_once(db, state, principal, f"run-now:{schedule_id}", key, 202, work)
 
 
-@router.get(f"{PREFIX}/{{schedule_id}}/preview", response_model=Preview)
+@router.get(f"{PREFIX}/{{schedule_id}}/preview", response_model=Preview, responses=errors(404))
 async def preview(
     schedule_id: uuid.UUID,
     db: DB,
     state: State,
     principal: Viewer,
     count: Annotated[int, Query(ge=1, le=1000)] = 5,
-    after: datetime | None = None,
+    after: Annotated[
+        AwareInstant | None, Query(description="RFC 3339 with an offset; default now.")
+    ] = None,
 ) -> Preview:
-    if after is not None and after.tzinfo is None:
-        raise InvalidField("after", "needs a UTC offset (RFC 3339)")
     schedule = await schedules.get_schedule(db, principal.team_id, schedule_id)
     times = schedules.preview(schedule, after or state.clock.now(), count)
     return Preview.model_validate({"fire_times": times})
 
 
-@router.get("/v1/flows/{flow_id}/schedule", response_model=ScheduleOut)
+@router.get("/v1/flows/{flow_id}/schedule", response_model=ScheduleOut, responses=errors(404))
 async def schedule_of_flow(flow_id: uuid.UUID, db: DB, principal: Viewer) -> ScheduleOut:
     return _out(await schedules.schedule_of_flow(db, principal.team_id, flow_id))

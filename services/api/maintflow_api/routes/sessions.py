@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
+from maintflow_api.responses import errors
 from maintflow_core.schemas.batches import (
     BatchDetail,
     BatchLaunch,
@@ -22,14 +22,15 @@ from maintflow_core.schemas.common import Page
 from maintflow_core.usecases import batches, sessions
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(tags=["sessions and batches"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", description="Same key within 24 h: the first response again."),
-]
+router = APIRouter(tags=["sessions and batches"], responses=errors(401))
 
 
-@router.post("/v1/sessions/batch", status_code=201, response_model=BatchLaunched)
+@router.post(
+    "/v1/sessions/batch",
+    status_code=201,
+    response_model=BatchLaunched,
+    responses=errors(400, 403, 404, 413),
+)
 async def launch_batch(
     body: BatchLaunch, db: DB, state: State, principal: Engineer, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -63,12 +64,16 @@ async def list_sessions(
     )
 
 
-@router.get("/v1/sessions/{session_id}", response_model=SessionOut)
+@router.get("/v1/sessions/{session_id}", response_model=SessionOut, responses=errors(404))
 async def get_session(session_id: uuid.UUID, db: DB, principal: Viewer) -> SessionOut:
     return SessionOut.model_validate(await sessions.get_session(db, principal.team_id, session_id))
 
 
-@router.patch("/v1/sessions/{session_id}", response_model=SessionOut)
+@router.patch(
+    "/v1/sessions/{session_id}",
+    response_model=SessionOut,
+    responses=errors(400, 403, 404, 409, 413),
+)
 async def update_session(
     session_id: uuid.UUID, body: SessionUpdate, db: DB, state: State, principal: Engineer
 ) -> SessionOut:
@@ -91,7 +96,7 @@ async def list_batches(
     return Page[BatchOut](items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor)
 
 
-@router.get("/v1/batches/{batch_id}", response_model=BatchDetail)
+@router.get("/v1/batches/{batch_id}", response_model=BatchDetail, responses=errors(404))
 async def get_batch(batch_id: uuid.UUID, db: DB, principal: Viewer) -> BatchDetail:
     batch = await batches.get_batch(db, principal.team_id, batch_id)
     counts = await batches.status_counts(db, [batch.id])

@@ -5,15 +5,21 @@ import uuid
 from fastapi import APIRouter, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.responses import errors
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.targets import TargetListCreate, TargetListOut
 from maintflow_core.usecases import target_lists
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(prefix="/v1/target-lists", tags=["target lists"])
+router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=errors(401))
 
 
-@router.post("", status_code=201, response_model=TargetListOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=TargetListOut,
+    responses=errors(400, 403, 409, 413),
+)
 async def create_target_list(
     body: TargetListCreate, db: DB, state: State, principal: Engineer
 ) -> TargetListOut:
@@ -33,14 +39,14 @@ async def list_target_lists(
     )
 
 
-@router.get("/{list_id}", response_model=TargetListOut)
+@router.get("/{list_id}", response_model=TargetListOut, responses=errors(404))
 async def get_target_list(list_id: uuid.UUID, db: DB, principal: Viewer) -> TargetListOut:
     return TargetListOut.model_validate(
         await target_lists.get_target_list(db, principal.team_id, list_id)
     )
 
 
-@router.put("/{list_id}", response_model=TargetListOut)
+@router.put("/{list_id}", response_model=TargetListOut, responses=errors(400, 403, 404, 409, 413))
 async def replace_target_list(
     list_id: uuid.UUID, body: TargetListCreate, db: DB, state: State, principal: Engineer
 ) -> TargetListOut:
@@ -51,7 +57,7 @@ async def replace_target_list(
     return TargetListOut.model_validate(target_list)
 
 
-@router.delete("/{list_id}", status_code=204, response_class=Response)
+@router.delete("/{list_id}", status_code=204, response_class=Response, responses=errors(403, 404))
 async def delete_target_list(list_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
     await target_lists.delete_target_list(db, principal.team_id, list_id)
     await db.commit()

@@ -5,12 +5,13 @@ import uuid
 from fastapi import APIRouter, Response
 
 from maintflow_api.deps import DB, Admin, Cursor, Limit, State, Viewer
+from maintflow_api.responses import errors
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.users import UserCreate, UserCreated, UserOut
 from maintflow_core.usecases import teams
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=errors(401))
 
 
 @router.get("/me", response_model=UserOut)
@@ -19,7 +20,7 @@ async def me(db: DB, principal: Viewer) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.post("", status_code=201, response_model=UserCreated)
+@router.post("", status_code=201, response_model=UserCreated, responses=errors(400, 403, 409, 413))
 async def create_user(body: UserCreate, db: DB, state: State, principal: Admin) -> UserCreated:
     user, token = await teams.create_user(db, state.clock, principal.team_id, body.email, body.role)
     await db.commit()
@@ -28,7 +29,7 @@ async def create_user(body: UserCreate, db: DB, state: State, principal: Admin) 
     )
 
 
-@router.get("", response_model=Page[UserOut])
+@router.get("", response_model=Page[UserOut], responses=errors(403))
 async def list_users(
     db: DB, principal: Admin, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[UserOut]:
@@ -37,7 +38,7 @@ async def list_users(
     return Page[UserOut](items=[UserOut.model_validate(u) for u in items], next_cursor=next_cursor)
 
 
-@router.delete("/{user_id}", status_code=204, response_class=Response)
+@router.delete("/{user_id}", status_code=204, response_class=Response, responses=errors(403, 404))
 async def delete_user(user_id: uuid.UUID, db: DB, principal: Admin) -> Response:
     await teams.delete_user(db, principal.team_id, user_id)
     await db.commit()

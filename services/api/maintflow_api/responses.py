@@ -1,0 +1,45 @@
+"""The error responses of each route, declared in the OpenAPI document so that it lists every
+status a route really answers with. Routes pick theirs with `errors(...)`; FastAPI adds 422 on its
+own wherever a route takes parameters or a body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorOut(BaseModel):
+    """FastAPI's error shape."""
+
+    detail: str
+
+
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Well-formed but not acceptable (e.g. a flow that is not a maintenance flow), "
+    "or a body that cannot be read (not UTF-8).",
+    401: "No bearer token, or one that is not valid.",
+    403: "The caller's role is too low.",
+    404: "No such resource in the caller's team.",
+    409: "Conflicts with existing state (a duplicate, an illegal status change).",
+    413: "The request body is larger than `MAINTFLOW_MAX_BODY_BYTES`.",
+    503: "A dependency (database, broker) is unreachable.",
+}
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def errors(*codes: int) -> Responses:
+    """The `responses=` of a route or router for these statuses."""
+    out: Responses = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        if code == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "`Bearer`",
+                    "schema": {"type": "string"},
+                }
+            }
+        out[code] = entry
+    return out
