@@ -684,7 +684,14 @@ async def test_preview_refuses_an_after_outside_the_calendar_naming_the_paramete
 ) -> None:
     ids = await _seed(team)
     url = f"/v1/maintenance-schedules/{ids['schedule']}/preview"
-    for after in ("0001-01-01T00:00:00+01:00", "2026-06-01T12:00:00", "soon"):
+    for after in (
+        "0001-01-01T00:00:00+01:00",
+        "2026-06-01T12:00:00",
+        "soon",
+        "1700000000",
+        "6.103515625e-05",
+        "2026-06-01",
+    ):
         names(await team.req("GET", url, params={"after": after}), "query", "after")
     for count in ("0", "1001"):
         names(await team.req("GET", url, params={"count": count}), "query", "count")
@@ -713,6 +720,41 @@ async def test_instants_outside_the_calendar_are_refused_naming_the_field(team: 
             json={"flow_id": flow["id"], "recurrence": {"type": "once", "run_at": value}},
         )
         names(r, "body", "recurrence")
+
+
+async def test_instants_must_be_date_time_text_not_unix_times(team: TeamCtx) -> None:
+    """The document says RFC 3339; pydantic alone would also read numbers as Unix times."""
+    flow = await new_flow(team)
+    for value in (1_800_000_000, "1800000000", 1.8e9, "2027-01-01"):
+        for field in ("start_at", "end_at"):
+            r = await team.req(
+                "POST", "/v1/maintenance-schedules", json=_schedule(flow["id"], **{field: value})
+            )
+            names(r, "body", field)
+        r = await team.req(
+            "POST",
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "recurrence": {"type": "once", "run_at": value}},
+        )
+        names(r, "body", "recurrence")
+    ok = await team.req(
+        "POST",
+        "/v1/maintenance-schedules",
+        json=_schedule(
+            flow["id"], start_at="2027-01-01T00:00:00+01:00", end_at="2028-01-01 00:00Z"
+        ),
+    )
+    assert ok.status_code == 201, ok.text
+    # Returned in UTC, by the POST as by a later GET.
+    assert ok.json()["start_at"] == "2026-12-31T23:00:00Z"
+    got = (await team.req("GET", f"/v1/maintenance-schedules/{ok.json()['id']}")).json()
+    assert (got["start_at"], got["end_at"]) == ("2026-12-31T23:00:00Z", "2028-01-01T00:00:00Z")
+    r = await team.req(
+        "PATCH",
+        f"/v1/maintenance-schedules/{ok.json()['id']}",
+        json={"end_at": "2028-06-01T12:00:00-04:00"},
+    )
+    assert r.status_code == 200 and r.json()["end_at"] == "2028-06-01T16:00:00Z", r.text
 
 
 # --- error shape --------------------------------------------------------------------------------

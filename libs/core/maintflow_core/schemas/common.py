@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StringConstraints,
     ValidationError,
@@ -91,8 +93,31 @@ def _within_calendar(value: datetime) -> datetime:
     return value
 
 
-Instant = Annotated[datetime, AfterValidator(_within_calendar)]
-AwareInstant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: Any) -> Any:
+    """Only date-time text (RFC 3339, or ISO 8601 without an offset where a field allows a
+    wall time): pydantic would also read numbers, and strings of digits, as Unix times."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-06-01T09:00:00+02:00")
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_within_calendar)]
+
+
+def _utc_if_aware(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value
+
+
+# Stored instants: answered in UTC by every route, the one that took them included.
+UtcInstant = Annotated[Instant, AfterValidator(_utc_if_aware)]
+AwareInstant = Annotated[
+    AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_within_calendar)
+]
 
 
 def one_of(model: BaseModel, names: tuple[str, ...], message: str, *, required: bool) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from maintflow_core.schemas.common import Instant, Request, Response, Text, one_of
+from maintflow_core.schemas.common import Instant, Request, Response, Text, UtcInstant, one_of
 
 MisfirePolicy = Literal["skip", "run_once", "run_all"]
 Time = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -51,8 +51,8 @@ class ScheduleCreate(Request):
     timezone: TimezoneName = "UTC"
     target_list_id: uuid.UUID | None = None
     misfire_policy: MisfirePolicy = "run_once"
-    start_at: Instant | None = None
-    end_at: Instant | None = None
+    start_at: UtcInstant | None = None
+    end_at: UtcInstant | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleCreate:
@@ -66,8 +66,8 @@ class ScheduleUpdate(Request):
     timezone: TimezoneName | None = None
     target_list_id: uuid.UUID | None = None
     misfire_policy: MisfirePolicy | None = None
-    start_at: Instant | None = None
-    end_at: Instant | None = None
+    start_at: UtcInstant | None = None
+    end_at: UtcInstant | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleUpdate:
