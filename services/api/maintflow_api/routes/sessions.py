@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
-from maintflow_api.responses import errors
+from maintflow_api.responses import errors, serialized
 from maintflow_core.schemas.batches import (
     BatchDetail,
     BatchLaunch,
@@ -54,14 +54,15 @@ async def list_sessions(
     batch_id: uuid.UUID | None = None,
     flow_id: uuid.UUID | None = None,
     status: SessionStatus | None = None,
-) -> Page[SessionOut]:
+) -> Response:
     rows = await sessions.list_sessions(
         db, principal.team_id, limit, cursor, batch_id, flow_id, status
     )
     items, next_cursor = page_of(rows, limit, lambda s: (s.created_at, s.id))
-    return Page[SessionOut](
+    page = Page[SessionOut](
         items=[SessionOut.model_validate(s) for s in items], next_cursor=next_cursor
     )
+    return serialized(page)
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionOut, responses=errors(404))
@@ -90,10 +91,12 @@ async def list_batches(
     cursor: Cursor = None,
     flow_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None,
-) -> Page[BatchOut]:
+) -> Response:
     views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
     items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
-    return Page[BatchOut](items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor)
+    return serialized(
+        Page[BatchOut](items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor)
+    )
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchDetail, responses=errors(404))
