@@ -113,7 +113,7 @@ def at_most(ratio: float, target: float) -> tuple[bool, str]:
 
 
 def fmt_rate(per_s: float, unit: str = "/s") -> str:
-    return f"{per_s:,.0f}{unit}"
+    return f"{per_s:,.0f}{unit}" if per_s >= 10 else f"{per_s:.1f}{unit}"
 
 
 def fmt_s(seconds: float) -> str:

@@ -132,12 +132,14 @@ async def run_row(
 ) -> list[Result]:
     """Run a row; if the shared PostgreSQL went away under it (other people's chaos tests restart
     it), wait for the server and run the row once more."""
+    started = await postmaster_start()
     try:
         return await fn(bench)
     except Exception as exc:
-        if not isinstance(exc, TRANSIENT) and not isinstance(exc.__cause__, TRANSIENT):
+        transient = isinstance(exc, TRANSIENT) or isinstance(exc.__cause__, TRANSIENT)
+        if not transient and await postmaster_start() == started:
             raise
-        log(f"row {key}: the database connection broke ({exc!r}); running the row again")
+        log(f"row {key}: PostgreSQL restarted or went away ({exc!r:.120}); running the row again")
         bench.stop_all()
         await wait_for(bench_server_up, within=120, interval=1.0, what="PostgreSQL back")
         return await fn(bench)
