@@ -1,0 +1,119 @@
+"""The sizes, durations and fault intervals of a chaos run, overridable one by one with
+`MAINTFLOW_CHAOS_<FIELD>` environment variables (e.g. MAINTFLOW_CHAOS_SECONDS=600)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "MAINTFLOW_CHAOS_"
+REDIS_START = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+
+
+def _postgres_restart() -> str:
+    """pg_ctlcluster of the one local cluster (its version is the directory in /etc/postgresql)."""
+    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*") if p.is_dir())
+    version = versions[-1] if versions else "15"
+    return f"pg_ctlcluster --skip-systemctl-redirect {version} main restart"
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    # Sizes. Defaults are the issue's full sizes; the CI test passes smaller ones.
+    seconds: float = 600.0  # length of the fault phase
+    schedules: int = 200  # each fires every second ("* * * * * *")
+    targets: int = 5  # per schedule (one shared target list)
+    schedulers: int = 3
+    workers: int = 2  # worker processes, each its own `maintflow worker --processes 1`
+    worker_threads: int = 8
+
+    # Faults. An interval of 0 disables that fault; the one-shot faults happen at a fraction of
+    # the fault phase.
+    leader_kill_every_s: float = 10.0  # SIGKILL the lease holder (±20 % jitter)
+    worker_kill_every_s: float = 7.0  # SIGKILL one worker process group, in turn
+    restart_delay_s: float = 1.0  # a killed process is started again after this long
+    freeze_leader: bool = True  # SIGSTOP the leader past its lease, then SIGCONT
+    freeze_at: float = 0.45
+    restart_redis: bool = True  # `shutdown nosave` + start: every queued message is lost
+    redis_restart_at: float = 0.25
+    restart_postgres: bool = True
+    postgres_restart_at: float = 0.7
+    seed: int = 0  # jitter of the intervals (0: a random seed, printed in the report)
+
+    # Phases.
+    warmup_s: float = 5.0  # every schedule firing before the first fault
+    settle_timeout_s: float = 600.0  # after pausing, every batch must be ready within this
+
+    # maintflow settings of the processes (MAINTFLOW_*).
+    lease_s: float = 3.0
+    renew_s: float = 1.0
+    reconcile_after_s: float = 8.0
+    reconcile_interval_s: float = 2.0
+    heartbeat_timeout_ms: int = 5000
+    maintenance_chance: int = 100_000
+    db_pool_size: int = 4  # per process: keeps the shared server under max_connections
+    db_max_overflow: int = 4
+
+    # How the shared services are restarted.
+    redis_port: int = 6379
+    redis_start: str = REDIS_START
+    postgres_restart: str = field(default_factory=_postgres_restart)
+
+    @property
+    def freeze_s(self) -> float:
+        """How long the leader stays frozen: well past its lease, so a standby takes over and
+        the frozen one wakes up as a stale leader."""
+        return 2 * self.lease_s + self.renew_s
+
+    def redis_start_argv(self) -> list[str]:
+        return shlex.split(self.redis_start)
+
+    def postgres_restart_argv(self) -> list[str]:
+        return shlex.split(self.postgres_restart)
+
+    def with_env(self, environ: Mapping[str, str] | None = None) -> ChaosConfig:
+        """A copy with every field that has a MAINTFLOW_CHAOS_<FIELD> variable replaced."""
+        environ = os.environ if environ is None else environ
+        hints = get_type_hints(ChaosConfig)
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                changes[f.name] = _parse(hints[f.name], raw, f.name)
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> str:
+        return (
+            f"{self.schedules} schedules x {self.targets} targets every 1 s "
+            f"({self.schedules * self.targets} sessions/s offered), {self.schedulers} schedulers, "
+            f"{self.workers} worker processes x {self.worker_threads} threads, 1 API; "
+            f"faults for {self.seconds:g} s: leader SIGKILL {_every(self.leader_kill_every_s)}, "
+            f"worker SIGKILL {_every(self.worker_kill_every_s)}, "
+            f"leader SIGSTOP {'on' if self.freeze_leader else 'off'} "
+            f"({self.freeze_s:g} s), Redis restart {'on' if self.restart_redis else 'off'}, "
+            f"PostgreSQL restart {'on' if self.restart_postgres else 'off'}; "
+            f"lease {self.lease_s:g} s, renew {self.renew_s:g} s, "
+            f"reconcile after {self.reconcile_after_s:g} s"
+        )
+
+
+def _every(seconds: float) -> str:
+    return f"every ~{seconds:g} s" if seconds > 0 else "off"
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected 1/0, true/false")
+    return kind(raw)
