@@ -44,9 +44,11 @@ async def create_session(batch_id: str, label: str, notes: str | None = None) ->
     ctx = context.current()
     bid = uuid.UUID(batch_id)
     async with ctx.single_statement() as conn:
-        created = await fanout.create_session(conn, bid, label, notes, ctx.clock.now())
-        # After the commit, so it sees the other workers' committed counts too.
-        done = created and await fanout.counts_complete(conn, bid)
+        await fanout.create_session(conn, bid, label, notes, ctx.clock.now())
+        # After the commit, so it sees the other workers' committed counts too. Also when the
+        # session already existed: a retry after a crash between insert and mark_ready must
+        # still complete the batch.
+        done = await fanout.counts_complete(conn, bid)
     if done:
         async with ctx.transaction() as db:
             await fanout.mark_ready(db, bid, ctx.clock.now())
