@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maintflow_core.db.base import UTCDateTime
 from maintflow_core.models import Batch, BatchProgress, Flow, Notification, Session, TargetList
+from maintflow_core.usecases.bulk import SESSION_COLUMNS
 from maintflow_core.usecases.firing import dialect_insert
 
 READY_EVENT = "batch.ready"
@@ -140,19 +141,7 @@ async def _create_portable(db: Executor, params: dict[str, Any]) -> bool:
     inserted = await db.execute(
         dialect_insert(db, Session)
         .from_select(
-            [
-                "id",
-                "team_id",
-                "batch_id",
-                "flow_id",
-                "target_label",
-                "target_notes",
-                "status",
-                "steps",
-                "intake",
-                "created_at",
-                "updated_at",
-            ],
+            list(SESSION_COLUMNS),
             source,
         )
         .on_conflict_do_nothing(index_elements=["batch_id", "target_label"])
