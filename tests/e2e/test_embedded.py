@@ -28,9 +28,9 @@ def free_port() -> int:
 
 
 def start_dev(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")
-    } | {"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")} | {
+        "MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"
+    }
     log = (workdir / "dev.log").open("ab")
     proc = subprocess.Popen(
         [*MAINTFLOW, "dev", "--port", str(port)], cwd=workdir, env=env, stdout=log, stderr=log
@@ -80,35 +80,57 @@ def test_the_embedded_mode_fires_schedules_and_keeps_its_data(tmp_path: Path) ->
         api = httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
         )
-        flow = api.post("/v1/flows", json={"name": "Rotate certs", "flow_type": "maintenance",
-                                           "steps": [{"id": "e", "type": "procedure_end",
-                                                      "title": "Done"}]}).json()
-        tl = api.post("/v1/target-lists", json={"name": "web", "targets": [
-            {"label": "web-1"}, {"label": "web-2"}]}).json()
-        r = api.post("/v1/maintenance-schedules", json={
-            "flow_id": flow["id"], "target_list_id": tl["id"], "cron_expression": "* * * * * */2"})
+        flow = api.post(
+            "/v1/flows",
+            json={
+                "name": "Rotate certs",
+                "flow_type": "maintenance",
+                "steps": [{"id": "e", "type": "procedure_end", "title": "Done"}],
+            },
+        ).json()
+        tl = api.post(
+            "/v1/target-lists",
+            json={"name": "web", "targets": [{"label": "web-1"}, {"label": "web-2"}]},
+        ).json()
+        r = api.post(
+            "/v1/maintenance-schedules",
+            json={
+                "flow_id": flow["id"],
+                "target_list_id": tl["id"],
+                "cron_expression": "* * * * * */2",
+            },
+        )
         assert r.status_code == 201, r.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            ready = db_rows(tmp_path, "SELECT count(*) FROM batches WHERE ready_at IS NOT NULL "
-                                      "AND trigger = 'schedule'")[0][0]
+            ready = db_rows(
+                tmp_path,
+                "SELECT count(*) FROM batches WHERE ready_at IS NOT NULL AND trigger = 'schedule'",
+            )[0][0]
             if ready >= 3:
                 break
             time.sleep(0.5)
         assert ready >= 3, (tmp_path / "dev.log").read_text()
         assert api.post(f"/v1/maintenance-schedules/{r.json()['id']}/pause").status_code == 200
         # The CLI acts on the same database while the server runs.
-        out = subprocess.run([*MAINTFLOW, "admin", "create-team", "Beside"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60,
-                             env={k: v for k, v in os.environ.items()
-                                  if not k.startswith("MAINTFLOW_")})
+        out = subprocess.run(
+            [*MAINTFLOW, "admin", "create-team", "Beside"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")},
+        )
         assert out.returncode == 0, out.stderr
         assert '"token"' in out.stdout
         time.sleep(1.5)  # let the last fan-out finish
     finally:
         assert stop(proc) == 0
-    per_batch = db_rows(tmp_path, "SELECT b.id, count(s.id) FROM batches b LEFT JOIN sessions s "
-                                  "ON s.batch_id = b.id WHERE b.trigger = 'schedule' GROUP BY b.id")
+    per_batch = db_rows(
+        tmp_path,
+        "SELECT b.id, count(s.id) FROM batches b LEFT JOIN sessions s "
+        "ON s.batch_id = b.id WHERE b.trigger = 'schedule' GROUP BY b.id",
+    )
     assert per_batch and {n for _b, n in per_batch} == {2}
     notes = db_rows(tmp_path, "SELECT batch_id, message FROM notifications")
     assert len(notes) == len(per_batch)
@@ -118,8 +140,9 @@ def test_the_embedded_mode_fires_schedules_and_keeps_its_data(tmp_path: Path) ->
     proc, token_again = start_dev(tmp_path, port)
     try:
         assert token_again == token
-        flows = httpx.get(f"http://127.0.0.1:{port}/v1/flows",
-                          headers={"Authorization": f"Bearer {token}"}).json()
+        flows = httpx.get(
+            f"http://127.0.0.1:{port}/v1/flows", headers={"Authorization": f"Bearer {token}"}
+        ).json()
         assert [f["name"] for f in flows["items"]] == ["Rotate certs"]
     finally:
         assert stop(proc) == 0

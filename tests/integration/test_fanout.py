@@ -20,7 +20,7 @@ from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout, outbox
 from maintflow_workers import context
 from maintflow_workers.actors import fire_schedule
-from maintflow_workers.broker import SESSIONS_QUEUE, build_broker
+from maintflow_workers.broker import SESSIONS_QUEUE, build_broker, enqueue_many, oldest_queued_at
 from maintflow_workers.lifecycle import start_worker
 from tests.conftest import TeamCtx
 from tests.integration.helpers import new_schedule, rows, scalar, scheduler
@@ -46,6 +46,16 @@ async def notifications(team: TeamCtx, batch_id: uuid.UUID) -> list[Any]:
     return await rows(
         team, "SELECT event, message FROM notifications WHERE batch_id = :b", b=batch_id
     )
+
+
+async def relayed(sessions: Sessions, now: datetime) -> None:
+    """The relay published every pending outbox row (to nowhere: these tests drive by hand)."""
+
+    async def publish(_rows: Any) -> None:
+        return None
+
+    async with sessions() as db, db.begin():
+        await outbox.relay_once(db, publish, now)
 
 
 async def deliver_all(sessions: Sessions, batch_id: uuid.UUID, now: datetime) -> None:
@@ -130,6 +140,7 @@ async def test_the_reconciler_redrives_only_the_missing_targets(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
     _s, batch_id = await fire(team, settings, sessions, clock, targets=5)
+    await relayed(sessions, clock.now())
     async with sessions() as db, db.begin():
         resolved = await fanout.resolve_batch(db, batch_id, clock.now())
     assert resolved is not None
@@ -253,6 +264,7 @@ async def test_a_lost_completion_check_is_made_good_by_the_next_drive(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
     _s, batch_id = await fire(team, settings, sessions, clock, targets=2)
+    await relayed(sessions, clock.now())
     async with sessions() as db, db.begin():
         await fanout.resolve_batch(db, batch_id, clock.now())
     for label in ("rds-000", "rds-001"):  # the worker died after each commit, before its check
@@ -274,6 +286,7 @@ async def test_the_reconciler_leaves_a_slow_but_moving_fan_out_alone(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
     _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
+    await relayed(sessions, clock.now())
     async with sessions() as db, db.begin():
         await fanout.resolve_batch(db, batch_id, clock.now())
     stall = timedelta(seconds=60)
@@ -285,3 +298,69 @@ async def test_the_reconciler_leaves_a_slow_but_moving_fan_out_alone(
     clock.advance(11)
     async with sessions() as db, db.begin():
         assert await outbox.reconcile(db, clock.now(), stall) == [batch_id]
+
+
+async def test_the_reconciler_waits_while_a_backlog_may_still_hold_the_batch(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    """A fan-out queued behind a long backlog makes no progress, but it is not lost: re-driving
+    it would enqueue its messages a second time on top of the backlog."""
+    _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
+    await relayed(sessions, clock.now())
+    async with sessions() as db, db.begin():
+        await fanout.resolve_batch(db, batch_id, clock.now())
+    driven = clock.now()
+    stall = timedelta(seconds=60)
+    clock.advance(600)
+    still_queued = driven - timedelta(seconds=1)  # the oldest queued message predates the drive
+    just_after = driven + outbox.SEND_MARGIN / 2  # could be this batch's own messages
+    delivered = driven + outbox.SEND_MARGIN + timedelta(seconds=1)
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), stall, queued_since=still_queued) == []
+        assert await outbox.reconcile(db, clock.now(), stall, queued_since=just_after) == []
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), stall, queued_since=delivered) == [batch_id]
+
+
+async def test_the_reconciler_leaves_a_batch_the_relay_has_not_sent_yet(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    """Broker down: the outbox row waits for the relay; a re-drive would only add a second."""
+    _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
+    clock.advance(600)
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), timedelta(seconds=60)) == []
+    await relayed(sessions, clock.now())
+    clock.advance(61)
+    async with sessions() as db, db.begin():
+        assert await outbox.reconcile(db, clock.now(), timedelta(seconds=60)) == [batch_id]
+
+
+def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    redis_settings = settings.model_copy(
+        update={"redis_url": redis_url, "broker_namespace": redis_namespace}
+    )
+    for broker in (build_broker(settings, stub=True), build_broker(redis_settings)):
+        try:
+            assert oldest_queued_at(broker) is None
+            t0 = 1_780_000_000_000  # ms
+            fire_msg = broker.get_actor("fire_schedule").message(str(uuid.uuid4()))
+            session_msgs = [
+                broker.get_actor("create_session").message(str(uuid.uuid4()), label, None)
+                for label in ("a", "b")
+            ]
+            enqueue_many(
+                broker,
+                [
+                    session_msgs[0].copy(message_timestamp=t0 + 5_000),
+                    session_msgs[1].copy(message_timestamp=t0 + 9_000),
+                    fire_msg.copy(message_timestamp=t0 + 7_000),
+                ],
+            )
+            # The head of each queue is its oldest message; the answer is the older head.
+            assert oldest_queued_at(broker) == datetime.fromtimestamp((t0 + 5_000) / 1000, UTC)
+        finally:
+            broker.close()
+    dramatiq.set_broker(build_broker(settings, stub=True))

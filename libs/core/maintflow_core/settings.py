@@ -68,9 +68,10 @@ class Settings(BaseSettings):
         15, description="How often the leader looks for batches whose fan-out stalled."
     )
     reconcile_after_s: float = Field(
-        300,
-        description="A fired batch that has made no fan-out progress for this long is driven "
-        "again (only its missing targets are re-enqueued).",
+        60,
+        description="A fired batch that has made no fan-out progress for this long, and none "
+        "of whose messages can still be queued, is driven again (only its missing targets are "
+        "re-enqueued).",
     )
     max_catchup_fires: int = Field(
         100, description="run_all misfire policy: at most this many of the newest missed instants."

@@ -38,8 +38,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
+        # No pre-ping: it costs a round trip per request. A connection broken by a database
+        # restart fails one request with 503 (see errors.py) and invalidates the whole pool.
+        engine = create_engine(settings, pool_pre_ping=False)
         state = AppState(settings, clock or SystemClock(), engine, create_sessionmaker(engine))
+        if engine.dialect.name == "postgresql":
+            # GET requests only read: no BEGIN/ROLLBACK round trips around their statements.
+            state.read_sessions = create_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
         app.state.maintflow = state
         if on_startup:
             await on_startup(state)

@@ -25,6 +25,8 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     # Set by the embedded mode, whose broker lives in-process: returns /v1/ops/queues rows.
     queue_stats: Callable[[], list[dict[str, Any]]] | None = None
+    # For GET requests, which only read; None: use `sessions` (SQLite keeps its transactions).
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
 
 
 def app_state(request: Request) -> AppState:
@@ -33,8 +35,14 @@ def app_state(request: Request) -> AppState:
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The route commits once; anything not committed is rolled back when the session closes."""
-    async with app_state(request).sessions() as db:
+    """The route commits once; anything not committed is rolled back when the session closes.
+    GET routes read in autocommit on PostgreSQL: each of their (few) statements is its own
+    snapshot, which saves the BEGIN and ROLLBACK round trips of every read request."""
+    state = app_state(request)
+    factory = state.sessions
+    if request.method == "GET" and state.read_sessions is not None:
+        factory = state.read_sessions
+    async with factory() as db:
         yield db
 
 

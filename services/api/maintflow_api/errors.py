@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -70,7 +71,24 @@ def _invalid_json(exc: StarletteHTTPException) -> bool:
     return exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError)
 
 
+async def database_error(_request: Request, exc: Exception) -> Response:
+    """A lost or refused database connection is the client's "try again", not a bug: the pool
+    has dropped the broken connection(s) and the next request opens a new one."""
+    assert isinstance(exc, sa_exc.DBAPIError)
+    if exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "database unavailable, retry"},
+            headers={"Retry-After": "1"},
+        )
+    raise exc  # any other database error is a bug: the 500 handler logs it
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(sa_exc.DBAPIError, database_error)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 405:

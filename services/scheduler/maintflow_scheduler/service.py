@@ -25,7 +25,7 @@ from maintflow_core.usecases import outbox as outbox_uc
 from maintflow_core.usecases.firing import ClaimResult, claim_due
 from maintflow_core.usecases.schedules import FIRE_KIND
 from maintflow_workers.actors import FIRE_SCHEDULE
-from maintflow_workers.broker import enqueue_many
+from maintflow_workers.broker import enqueue_many, oldest_queued_at
 
 log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50
@@ -135,9 +135,14 @@ class SchedulerService:
     async def reconcile(self) -> int:
         if not self.is_leader:
             return 0
+        # Asked before the database: a batch driven after this read is recent anyway.
+        queued_since = await asyncio.to_thread(oldest_queued_at, self.broker)
         async with self.sessions() as db, db.begin():
             ids = await outbox_uc.reconcile(
-                db, self.clock.now(), timedelta(seconds=self.settings.reconcile_after_s)
+                db,
+                self.clock.now(),
+                timedelta(seconds=self.settings.reconcile_after_s),
+                queued_since=queued_since,
             )
             await outbox_uc.purge_dispatched(db, self.clock.now() - timedelta(hours=1))
         if ids:

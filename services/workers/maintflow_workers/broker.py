@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis
+from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
@@ -23,7 +24,14 @@ from dramatiq.middleware import (
 from maintflow_core.queues import FANOUT_QUEUE, QUEUES, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 
-__all__ = ["FANOUT_QUEUE", "QUEUES", "SESSIONS_QUEUE", "build_broker", "enqueue_many"]
+__all__ = [
+    "FANOUT_QUEUE",
+    "QUEUES",
+    "SESSIONS_QUEUE",
+    "build_broker",
+    "enqueue_many",
+    "oldest_queued_at",
+]
 
 
 def middleware(settings: Settings) -> list[Any]:
@@ -103,3 +111,32 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[An
         pipe.execute()
         for msg in chunk:
             broker.emit_after("enqueue", msg, None)
+
+
+def oldest_queued_at(broker: dramatiq.Broker) -> datetime | None:
+    """Creation time of the oldest message still waiting in the fan-out queues (and their retry
+    queues), or None when they are empty. Queues are FIFO, so every message created before it
+    has been handed to a worker. Reads only each queue's head; broker errors propagate."""
+    names = [n for q in (FANOUT_QUEUE, SESSIONS_QUEUE) for n in (q, dq_name(q))]
+    bodies: list[bytes] = []
+    if isinstance(broker, RedisBroker):
+        keys = [f"{broker.namespace}:{name}" for name in names]
+        pipe = broker.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.lindex(key, 0)
+        heads = pipe.execute()
+        pipe = broker.client.pipeline(transaction=False)
+        for key, head in zip(keys, heads, strict=True):
+            if head is not None:
+                pipe.hget(f"{key}.msgs", head)
+        # A head acknowledged in between reads as None: the next message is newer anyway.
+        bodies = [body for body in pipe.execute() if body is not None]
+    elif isinstance(broker, StubBroker):
+        for name in names:
+            queue = broker.queues.get(name)
+            if queue is not None:
+                with queue.mutex:
+                    if queue.queue:
+                        bodies.append(queue.queue[0])
+    stamps = [dramatiq.Message.decode(body).message_timestamp for body in bodies]
+    return datetime.fromtimestamp(min(stamps) / 1000, UTC) if stamps else None

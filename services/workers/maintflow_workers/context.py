@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -18,6 +19,19 @@ from sqlalchemy.ext.asyncio import (
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
+from maintflow_core.usecases import fanout
+
+# Everything a worker writes can be derived again from the batch's snapshot: a PostgreSQL crash
+# that loses the last few hundred ms of commits leaves a batch short of sessions (or not marked
+# ready), which the reconciler re-drives. So the workers skip the WAL flush per commit, which
+# otherwise bounds fan-out.
+SERVER_SETTINGS = {"synchronous_commit": "off"}
+
+
+async def _keep_session_state(conn: asyncpg.Connection) -> None:
+    """Pool release hook: the hot path leaves no session state behind (no LISTEN, cursors,
+    advisory locks or SETs), so skip asyncpg's default reset query — a round trip per message.
+    An open transaction is still rolled back by asyncpg before this runs."""
 
 
 @dataclass
@@ -28,6 +42,7 @@ class WorkerContext:
     broker: Any = None
     _engine: AsyncEngine | None = None
     _sessions: async_sessionmaker[AsyncSession] | None = None
+    _pool: asyncpg.Pool | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -37,11 +52,8 @@ class WorkerContext:
             # is retried; pinging would add a round trip to every one of them.
             options: dict[str, Any] = {"pool_pre_ping": False}
             if not self.settings.is_sqlite:
-                # Everything a worker writes can be derived again from the batch's snapshot: a
-                # PostgreSQL crash that loses the last few hundred ms of commits leaves a batch
-                # short of sessions (or not marked ready), which the reconciler re-drives. So
-                # the workers skip the WAL flush per commit, which otherwise bounds fan-out.
-                options["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
+                # See SERVER_SETTINGS.
+                options["connect_args"] = {"server_settings": SERVER_SETTINGS}
             self._engine = create_engine(self.settings, **options)
             self._sessions = create_sessionmaker(self._engine)
         return self._engine
@@ -54,18 +66,34 @@ class WorkerContext:
             yield db
 
     @asynccontextmanager
-    async def single_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for statements that are atomic on their own. On PostgreSQL it runs in
-        autocommit (no BEGIN/COMMIT round trips); SQLite, whose portable paths take several
-        statements, gets a transaction committed at the end."""
-        if self.engine.dialect.name == "postgresql":
-            async with self.engine.connect() as conn:
-                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-        else:
+    async def single_statement(self) -> AsyncIterator[fanout.Executor]:
+        """A connection for statements that are atomic on their own (the per-message hot path).
+        On PostgreSQL: a raw asyncpg connection in autocommit, from a pool of the worker's own,
+        so each statement is one prepared-statement round trip with no ORM layer, no
+        BEGIN/COMMIT and no reset query on release. SQLite, whose portable paths take several
+        statements, gets a SQLAlchemy transaction committed at the end."""
+        if self.settings.is_sqlite:
             async with self.engine.begin() as conn:
                 yield conn
+            return
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                make_url(self.settings.database_url)
+                .set(drivername="postgresql")
+                .render_as_string(hide_password=False),
+                min_size=0,
+                max_size=self.settings.db_pool_size + self.settings.db_max_overflow,
+                server_settings=SERVER_SETTINGS,
+                reset=_keep_session_state,
+                max_inactive_connection_lifetime=300,
+            )
+        async with self._pool.acquire() as conn:
+            yield conn
 
     async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,9 +29,22 @@ class Launched:
     sessions: list[dict[str, Any]]
 
 
+class BatchFields(Protocol):
+    """What a batch view reads: a `Batch` entity or a row of `_BATCH_COLUMNS`."""
+
+    id: uuid.UUID
+    flow_id: uuid.UUID
+    schedule_id: uuid.UUID | None
+    trigger: str
+    scheduled_for: datetime | None
+    created_at: datetime
+    target_count: int
+    ready_at: datetime | None
+
+
 @dataclass
 class BatchView:
-    batch: Batch
+    batch: BatchFields
     status_counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -181,19 +194,22 @@ async def list_batches(
     flow_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None,
 ) -> list[BatchView]:
-    # Only the listed columns: the snapshots (targets, steps) can be large and are not shown here.
-    query = (
-        sa.select(Batch).options(sa.orm.load_only(*_BATCH_COLUMNS)).where(Batch.team_id == team_id)
-    )
+    """A page of batches with their status rollups, in one statement: the page (only the listed
+    columns; the snapshots can be large) joined to its sessions and counted per status."""
+    query = sa.select(*_BATCH_COLUMNS).where(Batch.team_id == team_id)
     if flow_id:
         query = query.where(Batch.flow_id == flow_id)
     if schedule_id:
         query = query.where(Batch.schedule_id == schedule_id)
-    batches = list(
-        (await db.scalars(paginate(query, Batch.created_at, Batch.id, limit, cursor))).all()
+    page = paginate(query, Batch.created_at, Batch.id, limit, cursor).cte("page")
+    counts = [sa.func.count(Session.id).filter(Session.status == s).label(s) for s in STATUSES]
+    rows = await db.execute(
+        sa.select(page, *counts)
+        .select_from(page.outerjoin(Session, Session.batch_id == page.c.id))
+        .group_by(*page.c)
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
     )
-    counts = await status_counts(db, [b.id for b in batches[:limit]])
-    return [BatchView(b, counts.get(b.id, {})) for b in batches]
+    return [BatchView(row, {s: n for s in STATUSES if (n := row._mapping[s])}) for row in rows]
 
 
 async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -19,10 +19,9 @@ from maintflow_core.usecases.bulk import SESSION_COLUMNS
 from maintflow_core.usecases.firing import dialect_insert
 
 READY_EVENT = "batch.ready"
-Executor = AsyncSession | AsyncConnection
 
 
-def dialect_of(db: Executor) -> str:
+def dialect_of(db: AsyncSession | AsyncConnection) -> str:
     return db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
 
 
@@ -74,56 +73,88 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
 PROGRESS_SHARDS = 32
 
 # PostgreSQL: insert the session from the batch's snapshot and count it in a progress shard in
-# one statement (a data-modifying CTE): one round trip plus the commit per create_session.
-_CREATE_PG = sa.text(
-    """
+# one statement (a data-modifying CTE), atomic on its own: one round trip, no BEGIN/COMMIT. The
+# SQL is in the driver's own `$n` form so the workers' hot path can run it as an asyncpg
+# prepared statement (no SQLAlchemy layer per message); SQLAlchemy callers run the same text.
+CREATE_SESSION_PG = """
     WITH ins AS (
         INSERT INTO sessions (id, team_id, batch_id, flow_id, target_label, target_notes, status,
                               steps, intake, created_at, updated_at)
-        SELECT :id, b.team_id, b.id, b.flow_id, :label, :notes, 'pending', b.steps, b.intake,
-               :now, :now
+        SELECT $1::uuid, b.team_id, b.id, b.flow_id, $3::text, $4::text, 'pending', b.steps,
+               b.intake, $5::timestamptz, $5::timestamptz
           FROM batches b
-         WHERE b.id = :batch_id AND b.steps IS NOT NULL
+         WHERE b.id = $2::uuid AND b.steps IS NOT NULL
         ON CONFLICT (batch_id, target_label) DO NOTHING
         RETURNING batch_id
     )
     INSERT INTO batch_progress AS p (batch_id, shard, created, updated_at)
-    SELECT batch_id, :shard, 1, :now FROM ins
+    SELECT batch_id, $6::int, 1, $5::timestamptz FROM ins
     ON CONFLICT (batch_id, shard)
         DO UPDATE SET created = p.created + 1, updated_at = excluded.updated_at
     RETURNING created
-    """
-).bindparams(
-    sa.bindparam("id", type_=sa.Uuid),
-    sa.bindparam("batch_id", type_=sa.Uuid),
-    sa.bindparam("now", type_=UTCDateTime),
-)
+"""
+
+# Is every target of the resolved, not yet ready batch counted? (See `counts_complete`.)
+COUNTS_COMPLETE_PG = """
+    SELECT b.ready_at IS NULL
+           AND (SELECT coalesce(sum(p.created), 0) FROM batch_progress p
+                 WHERE p.batch_id = $1::uuid) >= b.target_count
+      FROM batches b
+     WHERE b.id = $1::uuid AND b.steps IS NOT NULL
+"""
+
+
+class RawConnection(Protocol):
+    """What the hot path needs of a driver connection (asyncpg.Connection has it)."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+Executor = AsyncSession | AsyncConnection | RawConnection
+
+
+async def _fetchval(db: Executor, sql: str, *args: Any) -> Any:
+    if isinstance(db, AsyncSession):
+        db = await db.connection()
+    if isinstance(db, AsyncConnection):
+        return (await db.exec_driver_sql(sql, args)).scalar()
+    return await db.fetchval(sql, *args)
+
+
+def _is_postgres(db: Executor) -> bool:
+    return not isinstance(db, AsyncSession | AsyncConnection) or dialect_of(db) == "postgresql"
 
 
 async def create_session(
     db: Executor, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
 ) -> bool:
     """Insert the target's session unless it exists, and count it. Returns True if this call
-    created it; the caller commits, then calls `complete_if_done`.
+    created it; the caller commits, then calls `counts_complete` (or `complete_if_done`).
 
-    Sessions are made only from a resolved batch (steps snapshot taken), so the count is always
-    compared with the real target count. The count lives in one of PROGRESS_SHARDS rows picked
-    at random, so concurrent workers rarely wait on each other's row locks."""
+    `db` is a SQLAlchemy session/connection, or on PostgreSQL a raw asyncpg connection in
+    autocommit (the workers' path). Sessions are made only from a resolved batch (steps snapshot
+    taken), so the count is always compared with the real target count. The count lives in one
+    of PROGRESS_SHARDS rows picked at random, so concurrent workers rarely wait on each other's
+    row locks."""
+    shard = random.randrange(PROGRESS_SHARDS)
+    if _is_postgres(db):
+        created = await _fetchval(
+            db, CREATE_SESSION_PG, uuid.uuid4(), batch_id, label, notes, now, shard
+        )
+        return created is not None
+    assert isinstance(db, AsyncSession | AsyncConnection)
     params = {
         "id": uuid.uuid4(),
         "batch_id": batch_id,
         "label": label,
         "notes": notes,
         "now": now,
-        "shard": random.randrange(PROGRESS_SHARDS),
+        "shard": shard,
     }
-    if dialect_of(db) == "postgresql":
-        # One statement, atomic by itself: the caller may run it without a transaction.
-        return (await db.execute(_CREATE_PG, params)).first() is not None
     return await _create_portable(db, params)
 
 
-async def _create_portable(db: Executor, params: dict[str, Any]) -> bool:
+async def _create_portable(db: AsyncSession | AsyncConnection, params: dict[str, Any]) -> bool:
     b = Batch
     source = sa.select(
         sa.literal(params["id"], sa.Uuid),
@@ -165,8 +196,10 @@ async def counts_complete(db: Executor, batch_id: uuid.UUID) -> bool:
     """True when every target of the resolved, not yet ready batch has been counted. Read AFTER
     the creating statement committed: of several sessions committed at once, the one that
     commits last then sees every count, so the last session is never missed."""
+    if _is_postgres(db):
+        return bool(await _fetchval(db, COUNTS_COMPLETE_PG, batch_id))
     row = (
-        await db.execute(
+        await db.execute(  # type: ignore[union-attr]
             sa.select(
                 Batch.target_count,
                 Batch.ready_at,

@@ -47,28 +47,51 @@ async def pending_count(db: AsyncSession) -> int:
     )
 
 
+# Messages are created a little after the drive they belong to (the relay runs every
+# `relay_interval_s`; fire_schedule enqueues after its commit). A batch counts as fully delivered
+# only if it was driven at least this long before the oldest message still queued.
+SEND_MARGIN = timedelta(seconds=10)
+
+
 async def reconcile(
-    db: AsyncSession, now: datetime, stalled_after: timedelta, limit: int = 200
+    db: AsyncSession,
+    now: datetime,
+    stalled_after: timedelta,
+    *,
+    queued_since: datetime | None = None,
+    limit: int = 200,
 ) -> list[uuid.UUID]:
-    """Write a new outbox row for each fired batch that is not ready and has made no progress
-    (no drive, no new session) for `stalled_after`; fire_schedule then enqueues only the
-    targets that lack a session."""
+    """Write a new outbox row for each fired batch whose fan-out stalled; fire_schedule then
+    enqueues only the targets that lack a session. Returns the batches re-driven.
+
+    Stalled means: not ready, no drive and no new session for `stalled_after`, no outbox row
+    still waiting for the relay, and none of its messages can still be in the broker's queues.
+    The broker's queues are FIFO, so the last condition is: the batch was last driven (or
+    created) before `queued_since`, the creation time of the oldest message still waiting in
+    the fan-out queues, less SEND_MARGIN. None means the queues are empty. Without that
+    condition a backlog longer than `stalled_after` would be re-enqueued on top of itself."""
     cutoff = now - stalled_after
+    last_drive = sa.func.coalesce(Batch.driven_at, Batch.created_at)
     last_progress = (
         sa.select(sa.func.max(BatchProgress.updated_at))
         .where(BatchProgress.batch_id == Batch.id)
         .scalar_subquery()
     )
+    relay_pending = sa.exists().where(Outbox.batch_id == Batch.id, Outbox.dispatched_at.is_(None))
+    conditions = [
+        Batch.ready_at.is_(None),
+        Batch.trigger.in_(("schedule", "run_now")),
+        last_drive < cutoff,
+        sa.or_(last_progress.is_(None), last_progress < cutoff),
+        ~relay_pending,
+    ]
+    if queued_since is not None:
+        conditions.append(last_drive < queued_since - SEND_MARGIN)
     ids = list(
         (
             await db.scalars(
                 sa.select(Batch.id)
-                .where(
-                    Batch.ready_at.is_(None),
-                    Batch.trigger.in_(("schedule", "run_now")),
-                    sa.func.coalesce(Batch.driven_at, Batch.created_at) < cutoff,
-                    sa.or_(last_progress.is_(None), last_progress < cutoff),
-                )
+                .where(*conditions)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )

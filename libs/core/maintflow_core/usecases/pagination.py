@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute
@@ -15,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from maintflow_core.errors import InvalidField
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 MAX_LIMIT = 500
 
 
@@ -37,12 +38,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def paginate(
-    query: sa.Select[Any],
+    query: sa.Select[*Ts],
     created_col: InstrumentedAttribute[datetime],
     id_col: InstrumentedAttribute[uuid.UUID],
     limit: int,
     cursor: str | None,
-) -> sa.Select[Any]:
+) -> sa.Select[*Ts]:
     if cursor:
         created, row_id = decode_cursor(cursor)
         query = query.where(sa.tuple_(created_col, id_col) < sa.tuple_(created, row_id))

@@ -4,6 +4,7 @@ pending → in_progress → completed | failed, and pending | in_progress → ca
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,8 +53,9 @@ async def list_sessions(
     batch_id: uuid.UUID | None = None,
     flow_id: uuid.UUID | None = None,
     status: str | None = None,
-) -> list[Session]:
-    query = sa.select(Session).where(Session.team_id == team_id)
+) -> list[sa.Row[Any]]:
+    """A page of sessions as plain rows (every column; no ORM entities to build and track)."""
+    query = sa.select(*sa.inspect(Session).columns).where(Session.team_id == team_id)
     if batch_id:
         query = query.where(Session.batch_id == batch_id)
     if flow_id:
@@ -61,7 +63,7 @@ async def list_sessions(
     if status:
         query = query.where(Session.status == status)
     return list(
-        (await db.scalars(paginate(query, Session.created_at, Session.id, limit, cursor))).all()
+        (await db.execute(paginate(query, Session.created_at, Session.id, limit, cursor))).all()
     )
 
 
