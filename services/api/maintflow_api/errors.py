@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -71,23 +72,46 @@ def _invalid_json(exc: StarletteHTTPException) -> bool:
     return exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError)
 
 
+# Raised while opening a connection, before SQLAlchemy wraps anything: the server is down,
+# refusing, starting up or shutting down, or out of connection slots.
+CONNECT_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _unavailable() -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "database unavailable, retry"},
+        headers={"Retry-After": "1"},
+    )
+
+
 async def database_error(_request: Request, exc: Exception) -> Response:
     """A lost or refused database connection is the client's "try again", not a bug: the pool
     has dropped the broken connection(s) and the next request opens a new one."""
+    if isinstance(exc, CONNECT_ERRORS):
+        return _unavailable()
     assert isinstance(exc, sa_exc.DBAPIError)
     if exc.connection_invalidated or isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):
-        return JSONResponse(
-            status_code=503,
-            content={"detail": "database unavailable, retry"},
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable()
     raise exc  # any other database error is a bug: the 500 handler logs it
 
 
+def install_database_handlers(app: FastAPI) -> None:
+    kinds: list[type[Exception]] = [sa_exc.DBAPIError, *CONNECT_ERRORS]
+    for kind in kinds:
+        app.add_exception_handler(kind, database_error)
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(sa_exc.DBAPIError, database_error)
+    install_database_handlers(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
