@@ -158,3 +158,46 @@ async def test_lists_filter_sessions_and_batches(team: TeamCtx) -> None:
     assert len(items) == 1 and items[0]["progress"] == "0/2"
     r = await team.req("GET", "/v1/sessions", params={"status": "bogus"})
     assert r.status_code == 422
+
+
+async def test_list_pages_walk_every_item_once_with_its_own_rollup(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    launched = []
+    for i in range(7):
+        targets = [{"label": f"host-{i}-{j}"} for j in range(i + 1)]
+        launched.append(await _launch(team, flow_id=flow["id"], targets=targets))
+        team.clock.advance(1)
+    # Move one session of batch 3 along, so rollups differ between batches.
+    first = launched[3]["sessions"][0]["id"]
+    await team.req("PATCH", f"/v1/sessions/{first}", json={"status": "in_progress"})
+    await team.req("PATCH", f"/v1/sessions/{first}", json={"status": "completed"})
+
+    async def walk(url: str, **params: object) -> list[dict[str, object]]:
+        items: list[dict[str, object]] = []
+        cursor = None
+        while True:
+            query = {"limit": 3, **params, **({"cursor": cursor} if cursor else {})}
+            page = (await team.req("GET", url, params=query)).json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+    batches = await walk("/v1/batches", flow_id=flow["id"])
+    assert [b["batch_id"] for b in batches] == [b["batch_id"] for b in reversed(launched)]
+    for listed in batches:  # the list shows what the batch's own page shows
+        detail = (await team.req("GET", f"/v1/batches/{listed['batch_id']}")).json()
+        assert {k: detail[k] for k in listed} == listed
+    assert batches[3]["status_counts"] == {
+        "pending": 3,
+        "in_progress": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
+    assert batches[3]["progress"] == "1/4"
+
+    sessions = await walk("/v1/sessions", flow_id=flow["id"])
+    assert len(sessions) == sum(range(1, 8)) == len({s["id"] for s in sessions})
+    pending = await walk("/v1/sessions", batch_id=launched[3]["batch_id"], status="pending")
+    assert len(pending) == 3

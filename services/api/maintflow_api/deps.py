@@ -29,16 +29,21 @@ class AppState:
     read_sessions: async_sessionmaker[AsyncSession] | None = None
 
 
-def app_state(request: Request) -> AppState:
+def _state_of(request: Request) -> AppState:
     state: AppState = request.app.state.maintflow
     return state
+
+
+async def app_state(request: Request) -> AppState:
+    # async: FastAPI would run a plain `def` dependency in its thread pool, per request.
+    return _state_of(request)
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The route commits once; anything not committed is rolled back when the session closes.
     GET routes read in autocommit on PostgreSQL: each of their (few) statements is its own
     snapshot, which saves the BEGIN and ROLLBACK round trips of every read request."""
-    state = app_state(request)
+    state = _state_of(request)
     factory = state.sessions
     if request.method == "GET" and state.read_sessions is not None:
         factory = state.read_sessions

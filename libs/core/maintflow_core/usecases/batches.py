@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -16,10 +17,10 @@ from maintflow_core.clock import Clock
 from maintflow_core.errors import BadRequest, InvalidField, NotFound
 from maintflow_core.models import Batch, Flow, Session
 from maintflow_core.models.sessions import STATUSES
-from maintflow_core.schemas.batches import BatchLaunch
+from maintflow_core.schemas.batches import BatchLaunch, BatchOut, StatusCounts
 from maintflow_core.usecases.bulk import insert_sessions, session_rows
 from maintflow_core.usecases.flows import get_flow
-from maintflow_core.usecases.pagination import paginate
+from maintflow_core.usecases.pagination import keyset, keyset_params
 from maintflow_core.usecases.target_lists import get_target_list
 
 
@@ -67,6 +68,13 @@ class BatchView:
             "status_counts": {s: self.status_counts.get(s, 0) for s in STATUSES},
             "progress": self.progress,
         }
+
+    def response(self) -> BatchOut:
+        """The view as its response model, built without validating again what the database
+        has already typed (on list pages that validation cost more than the query)."""
+        fields = self.as_dict()
+        fields["status_counts"] = StatusCounts.model_construct(**fields["status_counts"])
+        return BatchOut.model_construct(**fields)
 
 
 def require_maintenance(flow: Flow) -> None:
@@ -186,6 +194,25 @@ _BATCH_COLUMNS = (
 )
 
 
+@cache
+def _batch_page(by_flow: bool, by_schedule: bool, after: bool) -> sa.Select[Any]:
+    """A page of batches (only the listed columns; the snapshots can be large) joined to its
+    sessions and counted per status: one statement, built once per combination of filters."""
+    query = sa.select(*_BATCH_COLUMNS).where(Batch.team_id == sa.bindparam("team_id"))
+    if by_flow:
+        query = query.where(Batch.flow_id == sa.bindparam("flow_id"))
+    if by_schedule:
+        query = query.where(Batch.schedule_id == sa.bindparam("schedule_id"))
+    page = keyset(query, Batch.created_at, Batch.id, after=after).cte("page")
+    counts = [sa.func.count(Session.id).filter(Session.status == s) for s in STATUSES]
+    return (
+        sa.select(page, *counts)
+        .select_from(page.outerjoin(Session, Session.batch_id == page.c.id))
+        .group_by(*page.c)
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
+    )
+
+
 async def list_batches(
     db: AsyncSession,
     team_id: uuid.UUID,
@@ -194,22 +221,16 @@ async def list_batches(
     flow_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None,
 ) -> list[BatchView]:
-    """A page of batches with their status rollups, in one statement: the page (only the listed
-    columns; the snapshots can be large) joined to its sessions and counted per status."""
-    query = sa.select(*_BATCH_COLUMNS).where(Batch.team_id == team_id)
-    if flow_id:
-        query = query.where(Batch.flow_id == flow_id)
-    if schedule_id:
-        query = query.where(Batch.schedule_id == schedule_id)
-    page = paginate(query, Batch.created_at, Batch.id, limit, cursor).cte("page")
-    counts = [sa.func.count(Session.id).filter(Session.status == s).label(s) for s in STATUSES]
-    rows = await db.execute(
-        sa.select(page, *counts)
-        .select_from(page.outerjoin(Session, Session.batch_id == page.c.id))
-        .group_by(*page.c)
-        .order_by(page.c.created_at.desc(), page.c.id.desc())
-    )
-    return [BatchView(row, {s: n for s in STATUSES if (n := row._mapping[s])}) for row in rows]
+    """A page of batches with their status rollups, in one statement."""
+    params = keyset_params(limit, cursor)
+    params.update(team_id=team_id, flow_id=flow_id, schedule_id=schedule_id)
+    query = _batch_page(bool(flow_id), bool(schedule_id), bool(cursor))
+    width = len(_BATCH_COLUMNS)
+    views = []
+    for row in await db.execute(query, params):
+        counts = {s: n for s, n in zip(STATUSES, row[width:], strict=True) if n}
+        views.append(BatchView(row, counts))
+    return views
 
 
 async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -50,6 +50,38 @@ def paginate(
     return query.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)
 
 
+def keyset(
+    query: sa.Select[*Ts],
+    created_col: InstrumentedAttribute[datetime],
+    id_col: InstrumentedAttribute[uuid.UUID],
+    *,
+    after: bool,
+) -> sa.Select[*Ts]:
+    """`paginate` with the cursor and the page size as bind parameters (see `keyset_params`), so
+    that a list route can build its statement once per combination of filters and reuse it:
+    SQLAlchemy then neither rebuilds nor recompiles it per request."""
+    if after:
+        query = query.where(
+            sa.tuple_(created_col, id_col)
+            < sa.tuple_(
+                sa.bindparam("after_created", type_=created_col.type),
+                sa.bindparam("after_id", type_=id_col.type),
+            )
+        )
+    return query.order_by(created_col.desc(), id_col.desc()).limit(
+        sa.bindparam("page_size", type_=sa.Integer)
+    )
+
+
+def keyset_params(limit: int, cursor: str | None) -> dict[str, Any]:
+    """The bind parameters of a `keyset` statement: one row more than the page, to know whether
+    there is a next page."""
+    params: dict[str, Any] = {"page_size": limit + 1}
+    if cursor:
+        params["after_created"], params["after_id"] = decode_cursor(cursor)
+    return params
+
+
 def page_of(rows: Sequence[T], limit: int, key: Any) -> tuple[list[T], str | None]:
     """Split the `limit + 1` fetched rows into the page and the next cursor."""
     items = list(rows[:limit])

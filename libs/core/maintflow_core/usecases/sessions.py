@@ -4,6 +4,7 @@ pending → in_progress → completed | failed, and pending | in_progress → ca
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from maintflow_core.clock import Clock
 from maintflow_core.errors import IllegalTransition, InvalidField, NotFound
 from maintflow_core.models import Session
 from maintflow_core.schemas.batches import SessionUpdate
-from maintflow_core.usecases.pagination import paginate
+from maintflow_core.usecases.pagination import keyset, keyset_params
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"in_progress", "cancelled"}),
@@ -45,6 +46,21 @@ async def get_session(
     return session
 
 
+@cache
+def _session_page(by_batch: bool, by_flow: bool, by_status: bool, after: bool) -> sa.Select[Any]:
+    """The page statement for one combination of filters, built once (see `keyset`)."""
+    query = sa.select(*sa.inspect(Session).columns).where(
+        Session.team_id == sa.bindparam("team_id")
+    )
+    if by_batch:
+        query = query.where(Session.batch_id == sa.bindparam("batch_id"))
+    if by_flow:
+        query = query.where(Session.flow_id == sa.bindparam("flow_id"))
+    if by_status:
+        query = query.where(Session.status == sa.bindparam("status"))
+    return keyset(query, Session.created_at, Session.id, after=after)
+
+
 async def list_sessions(
     db: AsyncSession,
     team_id: uuid.UUID,
@@ -55,16 +71,10 @@ async def list_sessions(
     status: str | None = None,
 ) -> list[sa.Row[Any]]:
     """A page of sessions as plain rows (every column; no ORM entities to build and track)."""
-    query = sa.select(*sa.inspect(Session).columns).where(Session.team_id == team_id)
-    if batch_id:
-        query = query.where(Session.batch_id == batch_id)
-    if flow_id:
-        query = query.where(Session.flow_id == flow_id)
-    if status:
-        query = query.where(Session.status == status)
-    return list(
-        (await db.execute(paginate(query, Session.created_at, Session.id, limit, cursor))).all()
-    )
+    params = keyset_params(limit, cursor)
+    params.update(team_id=team_id, batch_id=batch_id, flow_id=flow_id, status=status)
+    query = _session_page(bool(batch_id), bool(flow_id), bool(status), bool(cursor))
+    return list((await db.execute(query, params)).all())
 
 
 async def update_session(

@@ -59,8 +59,9 @@ async def list_sessions(
         db, principal.team_id, limit, cursor, batch_id, flow_id, status
     )
     items, next_cursor = page_of(rows, limit, lambda s: (s.created_at, s.id))
-    page = Page[SessionOut](
-        items=[SessionOut.model_validate(s) for s in items], next_cursor=next_cursor
+    # Rows typed by the database: built without validating them again (see BatchView.response).
+    page = Page[SessionOut].model_construct(
+        items=[SessionOut.model_construct(**s._mapping) for s in items], next_cursor=next_cursor
     )
     return serialized(page)
 
@@ -95,7 +96,7 @@ async def list_batches(
     views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
     items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
     return serialized(
-        Page[BatchOut](items=[BatchOut(**v.as_dict()) for v in items], next_cursor=next_cursor)
+        Page[BatchOut].model_construct(items=[v.response() for v in items], next_cursor=next_cursor)
     )
 
 
