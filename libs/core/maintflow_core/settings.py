@@ -32,8 +32,16 @@ class Settings(BaseSettings):
     broker_namespace: str = Field(
         "dramatiq", description="Key prefix of the Dramatiq queues in Redis."
     )
-    db_pool_size: int = Field(10, description="Connections kept per process (PostgreSQL).")
-    db_max_overflow: int = Field(10, description="Extra connections allowed under burst load.")
+    db_pool_size: int = Field(
+        20,
+        description="Connections a process keeps open once it has needed them (PostgreSQL; "
+        "opened on demand).",
+    )
+    db_max_overflow: int = Field(
+        0,
+        description="Extra connections beyond the pool under burst load, closed again as soon "
+        "as they are returned. Requests beyond pool + overflow wait for a connection.",
+    )
     log_level: str = Field("INFO", description="Python log level.")
     log_format: Literal["text", "json"] = Field(
         "text", description="`json` for one JSON object per line (distributed deployments)."

@@ -59,11 +59,8 @@ async def list_sessions(
         db, principal.team_id, limit, cursor, batch_id, flow_id, status
     )
     items, next_cursor = page_of(rows, limit, lambda s: (s.created_at, s.id))
-    # Rows typed by the database: built without validating them again (see BatchView.response).
-    page = Page[SessionOut].model_construct(
-        items=[SessionOut.model_construct(**s._mapping) for s in items], next_cursor=next_cursor
-    )
-    return serialized(page)
+    page = {"items": [s._asdict() for s in items], "next_cursor": next_cursor}
+    return serialized(Page[SessionOut].model_validate(page))
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionOut, responses=errors(404))
@@ -95,9 +92,10 @@ async def list_batches(
 ) -> Response:
     views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
     items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
-    return serialized(
-        Page[BatchOut].model_construct(items=[v.response() for v in items], next_cursor=next_cursor)
-    )
+    # One validation of the whole page from plain dicts (pydantic-core): faster than building
+    # each item in Python, and still checked against the response model.
+    page = {"items": [v.as_dict() for v in items], "next_cursor": next_cursor}
+    return serialized(Page[BatchOut].model_validate(page))
 
 
 @router.get("/v1/batches/{batch_id}", response_model=BatchDetail, responses=errors(404))
