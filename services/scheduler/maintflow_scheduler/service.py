@@ -52,6 +52,7 @@ class SchedulerService:
         self.leadership: lease_uc.Leadership | None = None
         self._leader_since: float | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._claiming = False
 
     @property
     def is_leader(self) -> bool:
@@ -87,21 +88,25 @@ class SchedulerService:
         if not self.is_leader:
             return total
         assert self.leadership is not None
-        for _ in range(MAX_CLAIM_PASSES):
-            now = self.clock.now()
-            async with self.sessions() as db, db.begin():
-                if not await lease_uc.fence(db, self.leadership, now):
-                    log.warning("fenced_out", extra={"holder": self.holder_id})
-                    self.leadership = None
-                    return total
-                result = await claim_due(db, now, self.settings)
-            total.claimed += result.claimed
-            total.batch_ids += result.batch_ids
-            total.duplicates += result.duplicates
-            total.missed += result.missed
-            total.lag_seconds += result.lag_seconds
-            if result.claimed < self.settings.scheduler_claim_batch:
-                break
+        self._claiming = True
+        try:
+            for _ in range(MAX_CLAIM_PASSES):
+                now = self.clock.now()
+                async with self.sessions() as db, db.begin():
+                    if not await lease_uc.fence(db, self.leadership, now):
+                        log.warning("fenced_out", extra={"holder": self.holder_id})
+                        self.leadership = None
+                        return total
+                    result = await claim_due(db, now, self.settings)
+                total.claimed += result.claimed
+                total.batch_ids += result.batch_ids
+                total.duplicates += result.duplicates
+                total.missed += result.missed
+                total.lag_seconds += result.lag_seconds
+                if result.claimed < self.settings.scheduler_claim_batch:
+                    break
+        finally:
+            self._claiming = False
         if total.batch_ids:
             log.info(
                 "schedules_fired",
@@ -121,7 +126,10 @@ class SchedulerService:
         await asyncio.to_thread(enqueue_many, self.broker, messages)
 
     async def relay(self) -> int:
-        if not self.is_leader:
+        # While a tick is claiming (a storm takes several passes), the periodic relay would
+        # share the leader's loop with it and delay the later passes, i.e. the fires; the tick
+        # relays everything itself once it has claimed.
+        if not self.is_leader or self._claiming:
             return 0
         sent = 0
         for _ in range(MAX_CLAIM_PASSES):

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
@@ -18,6 +19,7 @@ from maintflow_core.errors import BadRequest, InvalidField, NotFound
 from maintflow_core.models import Batch, Flow, Session
 from maintflow_core.models.sessions import STATUSES
 from maintflow_core.schemas.batches import BatchLaunch
+from maintflow_core.schemas.targets import Target
 from maintflow_core.usecases.bulk import insert_sessions, session_rows
 from maintflow_core.usecases.flows import get_flow
 from maintflow_core.usecases.pagination import keyset, keyset_params
@@ -86,11 +88,15 @@ async def targets_of_batch(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[s
     return [{"label": label, "notes": notes} for label, notes in rows]
 
 
+_TARGETS = TypeAdapter(list[Target])
+
+
 async def _resolve_targets(
     db: AsyncSession, team_id: uuid.UUID, data: BatchLaunch, now: datetime
 ) -> list[dict[str, Any]]:
     if data.targets is not None:
-        return [t.model_dump() for t in data.targets]
+        dumped: list[dict[str, Any]] = _TARGETS.dump_python(data.targets)  # one call, ≤ 10,000
+        return dumped
     if data.target_list_id is not None:
         target_list = await get_target_list(db, team_id, data.target_list_id)
         target_list.last_used_at = now

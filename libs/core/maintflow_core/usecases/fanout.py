@@ -39,28 +39,42 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
     batch = await db.scalar(sa.select(Batch).where(Batch.id == batch_id).with_for_update())
     if batch is None:
         return None
-    if batch.targets is None:
-        flow = await db.scalar(sa.select(Flow).where(Flow.id == batch.flow_id))
-        targets: list[dict[str, Any]] = []
-        if batch.target_list_id is not None:
-            target_list = await db.scalar(
-                sa.select(TargetList).where(
-                    TargetList.id == batch.target_list_id, TargetList.team_id == batch.team_id
+    first_drive = batch.targets is None
+    if first_drive:
+        # The flow's steps and the list's targets as they are now, in one round trip.
+        steps, targets = (
+            await db.execute(
+                sa.select(
+                    sa.select(Flow.steps).where(Flow.id == batch.flow_id).scalar_subquery(),
+                    sa.select(TargetList.targets)
+                    .where(
+                        TargetList.id == batch.target_list_id, TargetList.team_id == batch.team_id
+                    )
+                    .scalar_subquery(),
                 )
             )
-            if target_list is not None:
-                targets = list(target_list.targets)
-                target_list.last_used_at = now
-        batch.targets = targets
-        batch.steps = flow.steps if flow is not None else []
-        batch.target_count = len(targets)
+        ).one()
+        if targets is not None:
+            await db.execute(
+                sa.update(TargetList)
+                .where(TargetList.id == batch.target_list_id)
+                .values(last_used_at=now)
+            )
+        batch.targets = list(targets or [])
+        batch.steps = steps if steps is not None else []
+        batch.target_count = len(batch.targets)
     batch.driven_at = now
     ready = batch.ready_at is not None
     missing: list[dict[str, Any]] = []
     if not ready:
-        have = set(
-            await db.scalars(sa.select(Session.target_label).where(Session.batch_id == batch.id))
-        )
+        # Sessions are made only from a resolved batch: on the first drive there are none yet.
+        have: set[str] = set()
+        if not first_drive:
+            have = set(
+                await db.scalars(
+                    sa.select(Session.target_label).where(Session.batch_id == batch.id)
+                )
+            )
         missing = [t for t in batch.targets or [] if t["label"] not in have]
         if not missing:
             # Every session exists (a zero-target batch, or a re-drive after the last
@@ -219,17 +233,24 @@ async def complete_if_done(db: AsyncSession, batch_id: uuid.UUID, now: datetime)
 
 async def mark_ready(db: AsyncSession, batch_id: uuid.UUID, now: datetime) -> bool:
     """Set ready_at once and write the one "run ready" notification. True if this call did it."""
+    name_of_flow = sa.select(Flow.name).where(Flow.id == Batch.flow_id).scalar_subquery()
     row = (
         await db.execute(
             sa.update(Batch)
             .where(Batch.id == batch_id, Batch.ready_at.is_(None))
             .values(ready_at=now, sessions_created=Batch.target_count)
-            .returning(Batch.team_id, Batch.flow_id, Batch.target_count, Batch.target_list_id)
+            .returning(
+                Batch.team_id,
+                Batch.flow_id,
+                Batch.target_count,
+                Batch.target_list_id,
+                name_of_flow.label("flow_name"),
+            )
         )
     ).one_or_none()
     if row is None:
         return False
-    flow_name = await db.scalar(sa.select(Flow.name).where(Flow.id == row.flow_id)) or "(deleted)"
+    flow_name = row.flow_name or "(deleted)"
     n = row.target_count
     message = f"Maintenance run ready: {flow_name} — {n} session{'s' if n != 1 else ''} created"
     if n == 0:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from maintflow_core import cron
 from maintflow_core.errors import DomainError
 from maintflow_core.models import Batch, MaintenanceSchedule, Outbox
-from maintflow_core.scheduling import Bounds, plan
+from maintflow_core.scheduling import Bounds, FirePlan, plan
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.schedules import FIRE_KIND
 
@@ -71,18 +71,31 @@ async def claim_due(
         return result
     batches: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    # `plan` is pure given `now`: schedules with the same rule, due instant, policy and bounds
+    # get the same plan. In a top-of-the-hour storm that is most of the pass.
+    plans: dict[tuple[Any, ...], FirePlan] = {}
+    grace = timedelta(seconds=settings.misfire_grace_s)
     for row in rows:
+        key = (
+            row.cron_expression,
+            row.timezone,
+            row.next_run_at,
+            row.misfire_policy,
+            row.start_at,
+            row.end_at,
+        )
         try:
-            spec = cron.parse(row.cron_expression, row.timezone)
-            fire_plan = plan(
-                spec,
-                row.next_run_at,
-                now,
-                policy=row.misfire_policy,
-                grace=timedelta(seconds=settings.misfire_grace_s),
-                max_catchup=settings.max_catchup_fires,
-                bounds=Bounds(row.start_at, row.end_at),
-            )
+            fire_plan = plans.get(key)
+            if fire_plan is None:
+                fire_plan = plans[key] = plan(
+                    cron.parse(row.cron_expression, row.timezone),
+                    row.next_run_at,
+                    now,
+                    policy=row.misfire_policy,
+                    grace=grace,
+                    max_catchup=settings.max_catchup_fires,
+                    bounds=Bounds(row.start_at, row.end_at),
+                )
         except DomainError:
             # A stored rule that no longer parses (e.g. tzdata dropped a zone) must not stall
             # every other schedule: park it and say so.

@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
@@ -137,7 +136,7 @@ async def run_now(
     state: State,
     principal: Engineer,
     key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     async def work() -> RunNowAccepted:
         batch_id = await schedules.run_now(db, state.clock, principal.team_id, schedule_id)
         return RunNowAccepted(batch_id=batch_id)
