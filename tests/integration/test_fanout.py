@@ -364,3 +364,23 @@ def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(
         finally:
             broker.close()
     dramatiq.set_broker(build_broker(settings, stub=True))
+
+
+def test_enqueue_many_reloads_the_dispatch_script_that_redis_forgot(
+    settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    """A Redis restart empties its script cache: the fan-out enqueue loads the script again and
+    sends every message exactly once."""
+    broker = build_broker(
+        settings.model_copy(update={"redis_url": redis_url, "broker_namespace": redis_namespace})
+    )
+    try:
+        actor = broker.get_actor("create_session")
+        enqueue_many(broker, [actor.message(str(uuid.uuid4()), "a", None)])
+        broker.client.script_flush()
+        enqueue_many(broker, [actor.message(str(uuid.uuid4()), f"t{i}", None) for i in range(5)])
+        assert broker.client.llen(f"{redis_namespace}:{SESSIONS_QUEUE}") == 6
+        assert broker.client.hlen(f"{redis_namespace}:{SESSIONS_QUEUE}.msgs") == 6
+    finally:
+        broker.close()
+        dramatiq.set_broker(build_broker(settings, stub=True))

@@ -20,6 +20,7 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from redis.exceptions import NoScriptError
 
 from maintflow_core.queues import FANOUT_QUEUE, QUEUES, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
@@ -89,12 +90,12 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[An
             m.copy(options={"redis_message_id": str(uuid.uuid4())})
             for m in messages[start : start + 1000]
         ]
-        pipe = broker.client.pipeline(transaction=False)
+        calls = []
         for msg in chunk:
             broker.emit_before("enqueue", msg, None)
-            script(
-                keys=[broker.namespace],
-                args=[
+            calls.append(
+                (
+                    broker.namespace,
                     "enqueue",
                     current_millis(),
                     msg.queue_name,
@@ -105,12 +106,35 @@ def enqueue_many(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[An
                     broker._max_unpack_size(),  # type: ignore[no-untyped-call]
                     msg.options["redis_message_id"],
                     msg.encode(),
-                ],
-                client=pipe,
+                )
             )
-        pipe.execute()
+        _evalsha_all(broker.client, script, calls)
         for msg in chunk:
             broker.emit_after("enqueue", msg, None)
+
+
+def _evalsha_all(client: Any, script: Any, calls: list[tuple[Any, ...]]) -> None:
+    """EVALSHA of a one-key script for each argument tuple, in one pipeline. redis-py's Script
+    objects would add a SCRIPT EXISTS round trip to every pipeline; instead the script is loaded
+    only when Redis says it lacks it (after a restart), and just the refused calls are re-sent."""
+    while calls:
+        pipe = client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(script.sha, 1, *args)
+        results = pipe.execute(raise_on_error=False)
+        refused = [
+            args
+            for args, result in zip(calls, results, strict=True)
+            if isinstance(result, NoScriptError)
+        ]
+        errors = [
+            r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)
+        ]
+        if errors:
+            raise errors[0]
+        if refused:
+            client.script_load(script.script)
+        calls = refused
 
 
 def oldest_queued_at(broker: dramatiq.Broker) -> datetime | None:
