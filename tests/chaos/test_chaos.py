@@ -4,7 +4,7 @@ SIGKILLed every ~10 s, a worker every ~7 s, the leader SIGSTOPped past its lease
 PostgreSQL each restarted once. Afterwards every instant has exactly one batch, every batch one
 session per target and one "batch.ready" notification (see harness.py and docs/reliability.md).
 
-Fewer schedules than the issue's 200: this box fans out a few hundred sessions/s, not 1,000 (the
+Fewer schedules than the issue's 200: this box fans out ~400 sessions/s with 2 workers, not 1,000 (the
 numbers are in docs/reliability.md). Bigger runs by hand: `python -m tests.chaos.run`, or this
 test with MAINTFLOW_CHAOS_SCHEDULES=200 MAINTFLOW_CHAOS_SECONDS=600 (and a longer
 MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the shared PostgreSQL and Redis once each:
@@ -22,7 +22,7 @@ from tests.chaos.harness import run_chaos
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
-CI = ChaosConfig(seconds=60, schedules=15, settle_timeout_s=240)
+CI = ChaosConfig(seconds=60, schedules=40, settle_timeout_s=300)
 
 
 async def test_faults_lose_and_double_nothing(
