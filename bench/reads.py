@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 
 from bench.common import (
@@ -152,13 +153,38 @@ async def load_httpx(url: str, token: str | None, seconds: float) -> dict[str, A
     }
 
 
-async def load(url: str, token: str | None, seconds: float) -> dict[str, Any]:
+async def load(
+    url: str, token: str | None, seconds: float, dsn: str | None = None
+) -> dict[str, Any]:
     if shutil.which("wrk"):
         figures = await load_wrk(url, token, seconds)
     else:
         figures = await load_httpx(url, token, seconds)
     await settle(url)
+    if dsn is not None:
+        await database_quiet(dsn)
     return figures
+
+
+async def database_quiet(dsn: str, within: float = 60.0) -> None:
+    """Wait until no other backend of the bench database runs a query (three readings in a
+    row, 20 ms apart). /healthz answers fast even while a server still works through abandoned
+    requests that mostly wait on PostgreSQL — the ORM baseline's batch page leaves ~32 of them,
+    each ~50 lazy loads — and those queries used to land in the next kind's first seconds
+    (a p99 of seconds for the API page that followed it)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + within
+        quiet = 0
+        while quiet < 3 and time.monotonic() < deadline:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state NOT IN ('idle')"
+            )
+            quiet = quiet + 1 if busy == 0 else 0
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
 
 
 async def settle(url: str, within: float = 60.0) -> None:
@@ -237,7 +263,7 @@ async def run(bench: Bench) -> list[Result]:
                         r.text[:300],
                     )
         for (name, urls), row in zip(pages.items(), ("6a", "6b"), strict=True):
-            figures = await alternate(name, urls, bench.token, rounds, seconds, warmup)
+            figures = await alternate(name, urls, bench.token, rounds, seconds, warmup, bench.dsn)
             results += page_results(row, name, figures)
             if "6" in bench.shared.get("profile", ()):
                 async with PySpy(bench, api.pid, f"row6-api-{name}"):
@@ -251,17 +277,23 @@ async def run(bench: Bench) -> list[Result]:
 
 
 async def alternate(
-    name: str, urls: tuple[str, str, str], token: str, rounds: int, seconds: float, warmup: float
+    name: str,
+    urls: tuple[str, str, str],
+    token: str,
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    dsn: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Rounds of API, raw, ORM in turn (so all three see the same background load); per kind
     the median over rounds of req/s and of p99."""
     kinds = ("api", "raw", "orm")
     for kind, url in zip(kinds, urls, strict=True):
-        await load(url, token if kind == "api" else None, warmup)
+        await load(url, token if kind == "api" else None, warmup, dsn)
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for _ in range(rounds):
         for kind, url in zip(kinds, urls, strict=True):
-            figures = await load(url, token if kind == "api" else None, seconds)
+            figures = await load(url, token if kind == "api" else None, seconds, dsn)
             assert figures["non_2xx"] == 0, figures
             runs[kind].append(figures)
     out: dict[str, dict[str, Any]] = {}

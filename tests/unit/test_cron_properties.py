@@ -6,6 +6,7 @@ random year 2000-2037, walked minute by minute (second by second for expressions
 
 from __future__ import annotations
 
+import os
 import zoneinfo
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
@@ -197,3 +198,31 @@ def test_second_expressions_match_the_reference_in_any_zone(
 ) -> None:
     zone, start, end, expression = case
     _check(zone, expression, start, end, timedelta(seconds=1), probes)
+
+
+SPAN_EXAMPLES = int(os.environ.get("MAINTFLOW_CRON_SPAN_EXAMPLES", "3"))
+
+
+@st.composite
+def two_year_spans(draw: st.DrawFn) -> tuple[str, datetime, datetime, str]:
+    """Any zone, a random 2-year span (2000-2037) and an expression that fires at most a few
+    dozen times a day (the reference walks every minute of the span: ~1 M steps)."""
+    zone = draw(st.sampled_from(DST_ZONES if draw(st.integers(0, 2)) > 0 else ZONES))
+    start = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(
+        minutes=draw(st.integers(0, 35 * 365 * 24 * 60))
+    )
+    minutes = st.sampled_from(["0", "30", "0,30", "15,45", "5", "*/15", "59"])
+    fields = [draw(minutes), draw(HOURS), draw(DAYS), draw(MONTHS), draw(WEEKDAYS)]
+    return zone, start, start + timedelta(days=730), " ".join(fields)
+
+
+@settings(SETTINGS, max_examples=SPAN_EXAMPLES)
+@given(case=two_year_spans(), probes=st.lists(st.integers(0, 999), max_size=10))
+def test_two_year_spans_match_the_reference_with_no_duplicate(
+    case: tuple[str, datetime, datetime, str], probes: list[int]
+) -> None:
+    """The issue's property over whole 2-year spans (every DST change of two years in the
+    zone, at whatever hour the expression names). MAINTFLOW_CRON_SPAN_EXAMPLES (default 3,
+    ~5 s each) runs more."""
+    zone, start, end, expression = case
+    _check(zone, expression, start, end, timedelta(minutes=1), probes)
