@@ -5,10 +5,11 @@ PostgreSQL each restarted once. Afterwards every instant has exactly one batch, 
 session per target and one "batch.ready" notification (see harness.py and docs/reliability.md).
 
 Fewer schedules than the issue's 200: this box fans out ~400 sessions/s with 2 workers, not
-1,000 (the numbers are in docs/reliability.md). Bigger runs by hand:
-`python -m tests.chaos.run`, or this test with MAINTFLOW_CHAOS_SCHEDULES=200
-MAINTFLOW_CHAOS_SECONDS=600 (and a longer MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the shared PostgreSQL and Redis once each:
-MAINTFLOW_CHAOS_RESTART_REDIS=0 / MAINTFLOW_CHAOS_RESTART_POSTGRES=0 leave them alone."""
+1,000 (the numbers are in docs/reliability.md). Bigger runs by hand: `python -m
+tests.chaos.run`, or this test with MAINTFLOW_CHAOS_SCHEDULES=200 MAINTFLOW_CHAOS_SECONDS=600
+(and a longer MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the shared PostgreSQL and Redis
+once each: MAINTFLOW_CHAOS_RESTART_REDIS=0 / MAINTFLOW_CHAOS_RESTART_POSTGRES=0 leave them
+alone."""
 
 from __future__ import annotations
 
