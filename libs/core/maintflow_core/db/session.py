@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from maintflow_core.db.pool import FairAsyncQueuePool
 from maintflow_core.settings import Settings
 
 
@@ -24,6 +25,8 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(settings.database_url, **overrides)
     options: dict[str, Any] = {
+        # First come, first served when every connection is busy (see pool.py).
+        "poolclass": FairAsyncQueuePool,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_pre_ping": True,
