@@ -9,12 +9,11 @@ what the actor does. Run it as maintflow runs its worker:
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_workers import context
-from maintflow_workers.broker import middleware
+from maintflow_workers.broker import redis_broker
 from maintflow_workers.lifecycle import DisposeEngine
 
 QUEUE = "bench_empty"  # bench.fanout sends to these names
@@ -27,14 +26,7 @@ async def empty(_batch_id: str, _label: str, _notes: str | None = None) -> None:
 
 
 def build(settings: Settings) -> dramatiq.Broker:
-    assert settings.redis_url is not None
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url,
-        namespace=settings.broker_namespace,
-        middleware=middleware(settings),
-        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
-        maintenance_chance=settings.broker_maintenance_chance,
-    )
+    broker = redis_broker(settings)
     dramatiq.set_broker(broker)
     dramatiq.actor(
         actor_name=ACTOR,

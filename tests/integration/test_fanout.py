@@ -58,6 +58,18 @@ async def relayed(sessions: Sessions, now: datetime) -> None:
         await outbox.relay_once(db, publish, now)
 
 
+async def fired_and_driven(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock, targets: int
+) -> tuple[uuid.UUID, fanout.Resolved]:
+    """A fired batch, relayed, whose fire_schedule has taken the snapshot."""
+    _s, batch_id = await fire(team, settings, sessions, clock, targets=targets)
+    await relayed(sessions, clock.now())
+    async with sessions() as db, db.begin():
+        resolved = await fanout.resolve_batch(db, batch_id, clock.now())
+    assert resolved is not None
+    return batch_id, resolved
+
+
 async def deliver_all(sessions: Sessions, batch_id: uuid.UUID, now: datetime) -> None:
     async with sessions() as db, db.begin():
         resolved = await fanout.resolve_batch(db, batch_id, now)
@@ -139,11 +151,7 @@ async def test_a_schedule_without_targets_makes_an_empty_batch_and_says_so(
 async def test_the_reconciler_redrives_only_the_missing_targets(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
-    _s, batch_id = await fire(team, settings, sessions, clock, targets=5)
-    await relayed(sessions, clock.now())
-    async with sessions() as db, db.begin():
-        resolved = await fanout.resolve_batch(db, batch_id, clock.now())
-    assert resolved is not None
+    batch_id, resolved = await fired_and_driven(team, settings, sessions, clock, targets=5)
     for target in resolved.missing[:2]:  # then the broker lost the other three messages
         async with sessions() as db, db.begin():
             await fanout.create_session(db, batch_id, target["label"], None, clock.now())
@@ -263,10 +271,7 @@ async def test_a_session_is_never_made_before_the_batch_is_resolved(
 async def test_a_lost_completion_check_is_made_good_by_the_next_drive(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
-    _s, batch_id = await fire(team, settings, sessions, clock, targets=2)
-    await relayed(sessions, clock.now())
-    async with sessions() as db, db.begin():
-        await fanout.resolve_batch(db, batch_id, clock.now())
+    batch_id, _resolved = await fired_and_driven(team, settings, sessions, clock, targets=2)
     for label in ("rds-000", "rds-001"):  # the worker died after each commit, before its check
         async with sessions() as db, db.begin():
             assert await fanout.create_session(db, batch_id, label, None, clock.now())
@@ -285,10 +290,7 @@ async def test_a_lost_completion_check_is_made_good_by_the_next_drive(
 async def test_the_reconciler_leaves_a_slow_but_moving_fan_out_alone(
     team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
 ) -> None:
-    _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
-    await relayed(sessions, clock.now())
-    async with sessions() as db, db.begin():
-        await fanout.resolve_batch(db, batch_id, clock.now())
+    batch_id, _resolved = await fired_and_driven(team, settings, sessions, clock, targets=3)
     stall = timedelta(seconds=60)
     clock.advance(50)
     await create_and_complete(sessions, batch_id, "rds-000", clock.now())
@@ -305,10 +307,7 @@ async def test_the_reconciler_waits_while_a_backlog_may_still_hold_the_batch(
 ) -> None:
     """A fan-out queued behind a long backlog makes no progress, but it is not lost: re-driving
     it would enqueue its messages a second time on top of the backlog."""
-    _s, batch_id = await fire(team, settings, sessions, clock, targets=3)
-    await relayed(sessions, clock.now())
-    async with sessions() as db, db.begin():
-        await fanout.resolve_batch(db, batch_id, clock.now())
+    batch_id, _resolved = await fired_and_driven(team, settings, sessions, clock, targets=3)
     driven = clock.now()
     stall = timedelta(seconds=60)
     clock.advance(600)

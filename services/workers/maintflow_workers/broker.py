@@ -32,6 +32,7 @@ __all__ = [
     "build_broker",
     "enqueue_many",
     "oldest_queued_at",
+    "redis_broker",
 ]
 
 
@@ -50,6 +51,20 @@ def middleware(settings: Settings) -> list[Any]:
     ]
 
 
+def redis_broker(settings: Settings) -> RedisBroker:
+    """The Redis broker with maintflow's middleware and settings, no actors declared (the
+    benchmarks' empty-actor baseline builds its broker here too, so it cannot drift)."""
+    assert settings.redis_url is not None
+    broker: RedisBroker = RedisBroker(  # type: ignore[no-untyped-call]
+        url=settings.redis_url,
+        namespace=settings.broker_namespace,
+        middleware=middleware(settings),
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        maintenance_chance=settings.broker_maintenance_chance,
+    )
+    return broker
+
+
 def build_broker(settings: Settings, *, stub: bool | None = None) -> dramatiq.Broker:
     """A broker with maintflow's middleware and actors declared."""
     use_stub = stub if stub is not None else settings.redis_url is None
@@ -57,14 +72,7 @@ def build_broker(settings: Settings, *, stub: bool | None = None) -> dramatiq.Br
     if use_stub:
         broker = StubBroker(middleware=middleware(settings))
     else:
-        assert settings.redis_url is not None
-        broker = RedisBroker(  # type: ignore[no-untyped-call]
-            url=settings.redis_url,
-            namespace=settings.broker_namespace,
-            middleware=middleware(settings),
-            heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
-            maintenance_chance=settings.broker_maintenance_chance,
-        )
+        broker = redis_broker(settings)
     from maintflow_workers.actors import declare
 
     declare(broker, settings)
