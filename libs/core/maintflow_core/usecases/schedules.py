@@ -244,9 +244,17 @@ async def delete_schedule(db: AsyncSession, team_id: uuid.UUID, schedule_id: uui
 async def run_now(
     db: AsyncSession, clock: Clock, team_id: uuid.UUID, schedule_id: uuid.UUID
 ) -> uuid.UUID:
-    """A batch for right now, fanned out by the same workers as a scheduled fire."""
+    """A batch for right now, fanned out by the same workers as a scheduled fire. Its targets
+    and steps are those of the moment of the request (the list may be edited or deleted before
+    the fan-out starts), as for a batch launched by hand."""
     schedule = await get_schedule(db, team_id, schedule_id)
     now = clock.now()
+    flow = await get_flow(db, team_id, schedule.flow_id)
+    targets: list[dict[str, Any]] = []
+    if schedule.target_list_id is not None:
+        target_list = await get_target_list(db, team_id, schedule.target_list_id)
+        target_list.last_used_at = now
+        targets = list(target_list.targets)
     batch = Batch(
         id=uuid.uuid4(),
         team_id=team_id,
@@ -255,7 +263,9 @@ async def run_now(
         trigger="run_now",
         scheduled_for=now,
         target_list_id=schedule.target_list_id,
-        target_count=0,
+        targets=targets,
+        steps=flow.steps,
+        target_count=len(targets),
         sessions_created=0,
         created_at=now,
     )
