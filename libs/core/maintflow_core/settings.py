@@ -94,14 +94,23 @@ class Settings(BaseSettings):
     actor_min_backoff_ms: int = Field(500, description="First retry delay; doubles each retry.")
     actor_max_backoff_ms: int = Field(300_000, description="Largest retry delay.")
     broker_heartbeat_timeout_ms: int = Field(
-        30_000,
-        description="Redis broker: a worker silent this long is presumed dead and its unacked "
-        "messages are requeued.",
+        10_000,
+        description="Redis broker: a worker process silent this long is presumed dead and the "
+        "messages it had fetched are requeued (idle and busy workers alike call Redis several "
+        "times a second; a process paused longer than this has its messages run again "
+        "elsewhere, which the idempotent actors absorb).",
+    )
+    broker_sweep_interval_s: float = Field(
+        1,
+        description="How often the scheduler leader runs Dramatiq's dead-worker sweep on every "
+        "queue: a killed worker's messages are requeued at most this long after its heartbeat "
+        "timeout.",
     )
     broker_maintenance_chance: int = Field(
         10_000,
-        description="Redis broker: out of 1,000,000 broker calls, how many run the dead-worker "
-        "sweep (Dramatiq's default is 1,000).",
+        description="Redis broker: out of 1,000,000 broker calls, how many also run the "
+        "dead-worker sweep (Dramatiq's default is 1,000). A fallback for when no scheduler "
+        "runs; the leader's sweep is what bounds recovery.",
     )
 
     api_keep_alive_s: int = Field(

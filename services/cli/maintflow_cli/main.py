@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(_settings(), args.host, args.port)
 
 
+def _exit_cleanly_after_graceful_stop() -> None:
+    """uvicorn handles SIGTERM/SIGINT itself (a graceful shutdown), then restores the handlers it
+    found and raises the signal again. With the default handlers in place that second delivery
+    kills the process (exit status -15), which supervisors read as a crash; with these, the
+    finished shutdown exits 0."""
+
+    def exit_zero(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, exit_zero)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -29,6 +43,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure_logging(settings)
+    _exit_cleanly_after_graceful_stop()
     uvicorn.run(
         "maintflow_api.main:app_from_env",
         factory=True,

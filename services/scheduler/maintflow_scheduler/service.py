@@ -1,11 +1,12 @@
 """The leader loop. APScheduler (memory job store) drives periodic jobs — lease renewal, tick,
-relay, reconciler — and holds nothing about individual schedules; those live in the database.
-Every job logs and carries on after an error; only the leader ticks, relays and reconciles."""
+relay, reconciler, broker sweep — and holds nothing about individual schedules; those live in
+the database. Every job logs and carries on after an error; only the leader does the work."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -25,7 +26,7 @@ from maintflow_core.usecases import outbox as outbox_uc
 from maintflow_core.usecases.firing import ClaimResult, claim_due
 from maintflow_core.usecases.schedules import FIRE_KIND
 from maintflow_workers.actors import FIRE_SCHEDULE
-from maintflow_workers.broker import enqueue_many, oldest_queued_at
+from maintflow_workers.broker import enqueue_many, oldest_queued_at, requeue_from_dead_workers
 
 log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50
@@ -52,7 +53,8 @@ class SchedulerService:
         self.leadership: lease_uc.Leadership | None = None
         self._leader_since: float | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self._claiming = False
+        self._relay_lock = asyncio.Lock()
+        self._relayed_at = -math.inf
 
     @property
     def is_leader(self) -> bool:
@@ -83,35 +85,38 @@ class SchedulerService:
         return self.is_leader
 
     async def tick(self) -> ClaimResult:
-        """Claim everything due now, in bounded passes of one transaction each, then relay."""
+        """Claim everything due now, in bounded passes of one transaction each. The outbox is
+        relayed between passes whenever a relay is due, and after the last pass when this tick
+        fired anything or a relay is due: a row written by anyone (run-now, a re-drive, an
+        event) is published within about one relay interval, however long a storm's claim runs,
+        and the claim never shares the loop with a relay it could have done itself."""
         total = ClaimResult()
         if not self.is_leader:
             return total
         assert self.leadership is not None
-        self._claiming = True
-        try:
-            for _ in range(MAX_CLAIM_PASSES):
-                now = self.clock.now()
-                async with self.sessions() as db, db.begin():
-                    if not await lease_uc.fence(db, self.leadership, now):
-                        log.warning("fenced_out", extra={"holder": self.holder_id})
-                        self.leadership = None
-                        return total
-                    result = await claim_due(db, now, self.settings)
-                total.claimed += result.claimed
-                total.batch_ids += result.batch_ids
-                total.duplicates += result.duplicates
-                total.missed += result.missed
-                total.lag_seconds += result.lag_seconds
-                if result.claimed < self.settings.scheduler_claim_batch:
-                    break
-        finally:
-            self._claiming = False
+        for _ in range(MAX_CLAIM_PASSES):
+            now = self.clock.now()
+            async with self.sessions() as db, db.begin():
+                if not await lease_uc.fence(db, self.leadership, now):
+                    log.warning("fenced_out", extra={"holder": self.holder_id})
+                    self.leadership = None
+                    return total
+                result = await claim_due(db, now, self.settings)
+            total.claimed += result.claimed
+            total.batch_ids += result.batch_ids
+            total.duplicates += result.duplicates
+            total.missed += result.missed
+            total.lag_seconds += result.lag_seconds
+            if result.claimed < self.settings.scheduler_claim_batch:
+                break
+            if self._relay_due():
+                await self.relay()
         if total.batch_ids:
             log.info(
                 "schedules_fired",
                 extra={"batches": len(total.batch_ids), "duplicates": total.duplicates},
             )
+        if total.batch_ids or self._relay_due():
             await self.relay()
         return total
 
@@ -125,20 +130,32 @@ class SchedulerService:
             messages.append(actor.message(payload["batch_id"]))
         await asyncio.to_thread(enqueue_many, self.broker, messages)
 
-    async def relay(self) -> int:
-        # While a tick is claiming (a storm takes several passes), the periodic relay would
-        # share the leader's loop with it and delay the later passes, i.e. the fires; the tick
-        # relays everything itself once it has claimed.
-        if not self.is_leader or self._claiming:
+    def _relay_due(self) -> bool:
+        return time.monotonic() - self._relayed_at >= self.settings.relay_interval_s
+
+    async def relay_if_due(self) -> int:
+        """The periodic relay job. While a tick is claiming it relays between passes itself
+        (see `tick`), so this one mostly finds it done; it still relays when a claim is stuck
+        (a lock wait, a slow database), so nothing waits on the tick."""
+        if not self.is_leader or not self._relay_due():
             return 0
-        sent = 0
-        for _ in range(MAX_CLAIM_PASSES):
-            async with self.sessions() as db, db.begin():
-                n = await outbox_uc.relay_once(db, self._publish, self.clock.now())
-            sent += n
-            if n < 500:
-                break
-        return sent
+        return await self.relay()
+
+    async def relay(self) -> int:
+        """Publish every pending outbox row, in pages of one transaction each; one relay at a
+        time per replica (a second caller waits, then finds what is left)."""
+        if not self.is_leader:
+            return 0
+        async with self._relay_lock:
+            self._relayed_at = time.monotonic()
+            sent = 0
+            for _ in range(MAX_CLAIM_PASSES):
+                async with self.sessions() as db, db.begin():
+                    n = await outbox_uc.relay_once(db, self._publish, self.clock.now())
+                sent += n
+                if n < outbox_uc.RELAY_PAGE:
+                    break
+            return sent
 
     async def reconcile(self) -> int:
         if not self.is_leader:
@@ -158,6 +175,11 @@ class SchedulerService:
             await self.relay()
         return len(ids)
 
+    async def sweep_broker(self) -> None:
+        """Requeue what dead worker processes had fetched (see `requeue_from_dead_workers`)."""
+        if self.is_leader:
+            await asyncio.to_thread(requeue_from_dead_workers, self.broker)
+
     async def _guarded(self, name: str, job: Any) -> None:
         try:
             await job()
@@ -174,8 +196,9 @@ class SchedulerService:
         for name, job, every in (
             ("renew", self.renew, s.scheduler_renew_interval_s),
             ("tick", self.tick, s.scheduler_tick_interval_s),
-            ("relay", self.relay, s.relay_interval_s),
+            ("relay", self.relay_if_due, s.relay_interval_s),
             ("reconcile", self.reconcile, s.reconcile_interval_s),
+            ("sweep", self.sweep_broker, s.broker_sweep_interval_s),
         ):
             scheduler.add_job(self._guarded, "interval", args=(name, job), seconds=every, id=name)
         scheduler.start()

@@ -33,6 +33,7 @@ __all__ = [
     "enqueue_many",
     "oldest_queued_at",
     "redis_broker",
+    "requeue_from_dead_workers",
 ]
 
 
@@ -143,6 +144,38 @@ def _evalsha_all(client: Any, script: Any, calls: list[tuple[Any, ...]]) -> None
         if refused:
             client.script_load(script.script)
         calls = refused
+
+
+def requeue_from_dead_workers(broker: dramatiq.Broker) -> None:
+    """Run Dramatiq's dead-worker sweep on every maintflow queue and retry queue, now.
+
+    A worker process that dies without a graceful stop (SIGKILL, OOM, a lost node) leaves the
+    messages it had fetched (running and prefetched) in its acknowledgement sets. Dramatiq moves
+    them back to their queues in a "maintenance" pass, once the worker's heartbeat is older than
+    `heartbeat_timeout` — but it runs that pass only on a random share of broker calls, for the
+    queue of that call, so recovery takes anywhere from seconds to many minutes. The scheduler
+    leader calls this every `broker_sweep_interval_s` so that it takes at most that much longer
+    than the heartbeat timeout. It is Dramatiq's own sweep (its dispatch script with the
+    maintenance flag set, on the harmless `qsize` command): same keys, same rules, no second
+    implementation. A no-op on the in-memory broker, whose messages die with the process."""
+    if not isinstance(broker, RedisBroker):
+        return
+    calls = [
+        (
+            broker.namespace,
+            "qsize",
+            current_millis(),
+            name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            1,
+            broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+        )
+        for queue in QUEUES
+        for name in (queue, dq_name(queue))
+    ]
+    _evalsha_all(broker.client, broker.scripts["dispatch"], calls)
 
 
 def oldest_queued_at(broker: dramatiq.Broker) -> datetime | None:

@@ -7,8 +7,9 @@ from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_workers import context
 from maintflow_workers.broker import build_broker
-from maintflow_workers.lifecycle import DisposeEngine
+from maintflow_workers.lifecycle import DisposeEngine, treat_group_sigterm_as_one
 
+treat_group_sigterm_as_one()
 settings = Settings()
 configure_logging(settings)
 if settings.redis_url is None:

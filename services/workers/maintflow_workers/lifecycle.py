@@ -3,6 +3,10 @@ to run an in-process worker (embedded mode, tests)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import time
+from types import FrameType
 from typing import Any
 
 import dramatiq
@@ -17,6 +21,38 @@ class DisposeEngine(Middleware):
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(context.current().dispose())
+
+
+# A group SIGTERM reaches a worker process twice within milliseconds: once directly, once
+# forwarded by Dramatiq's main process. Dramatiq reads a second SIGTERM as "kill now".
+DUPLICATE_STOP_WINDOW_S = 5.0
+
+
+def treat_group_sigterm_as_one() -> None:
+    """In a Dramatiq worker process (a child of `dramatiq`'s main process): read the SIGTERMs that
+    arrive within DUPLICATE_STOP_WINDOW_S of the first as the same stop request, so that
+    `kill -TERM -PGID`, systemd's control-group kill mode or a container runtime signalling every
+    process stops as gracefully as a SIGTERM to the main process (running messages finish,
+    prefetched ones are requeued, exit status 0). A SIGTERM later than that still kills at once,
+    as Dramatiq documents. Must run after Dramatiq installed its handler: the broker module is
+    imported after that, which is where this is called."""
+    if multiprocessing.parent_process() is None:
+        return
+    dramatiq_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(dramatiq_handler):
+        return
+    first_at: float | None = None
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> Any:
+        nonlocal first_at
+        now = time.monotonic()
+        if first_at is not None and now - first_at < DUPLICATE_STOP_WINDOW_S:
+            return None
+        if first_at is None:
+            first_at = now
+        return dramatiq_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def start_worker(broker: dramatiq.Broker, threads: int, worker_timeout_ms: int = 100) -> Any:

@@ -17,9 +17,12 @@ from maintflow_core.usecases.schedules import FIRE_KIND
 
 OutboxMessage = tuple[int, str, dict[str, Any]]
 Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
+RELAY_PAGE = 500
 
 
-async def relay_once(db: AsyncSession, publish: Publisher, now: datetime, limit: int = 500) -> int:
+async def relay_once(
+    db: AsyncSession, publish: Publisher, now: datetime, limit: int = RELAY_PAGE
+) -> int:
     """Publish up to `limit` pending rows in the caller's transaction; returns how many."""
     rows = (
         await db.execute(
