@@ -2,12 +2,15 @@
 
 Windows are a few days long, most of them around one of the zone's UTC-offset changes in a
 random year 2000-2037, walked minute by minute (second by second for expressions with seconds).
+
+CI runs the `ci` profile: a fixed set of examples (derandomized), the same on every run, so a red
+run is a regression and not a new draw. `MAINTFLOW_CRON_PROFILE=long` draws fresh examples, many
+more of them, for a search by hand; a failure prints the blob that reproduces it.
 """
 
 from __future__ import annotations
 
 import os
-import zoneinfo
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -18,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maintflow_core import cron
+from tests.kit.zones import SCHEDULE_ZONES
 from tests.unit.cron_reference import (
     DAY_NAMES,
     MONTH_NAMES,
@@ -27,13 +31,23 @@ from tests.unit.cron_reference import (
     walk,
 )
 
-ZONES = sorted(zoneinfo.available_timezones())
-SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+ZONES = SCHEDULE_ZONES
+_COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("cron-ci", derandomize=True, **_COMMON)
+settings.register_profile("cron-long", derandomize=False, print_blob=True, **_COMMON)
+PROFILE = os.environ.get("MAINTFLOW_CRON_PROFILE", "ci")
+if PROFILE not in ("ci", "long"):
+    raise ValueError(f"MAINTFLOW_CRON_PROFILE={PROFILE!r}: expected 'ci' or 'long'")
+# Examples per test: (ci, long). The two-year spans cost ~5 s each.
+EXAMPLES = {"minutes": (150, 5_000), "seconds": (30, 1_000), "spans": (3, 50)}
+
+
+def examples(kind: str) -> int:
+    ci, long = EXAMPLES[kind]
+    return ci if PROFILE == "ci" else long
+
+
+BASE = settings.get_profile(f"cron-{PROFILE}")
 
 
 @cache
@@ -179,7 +193,7 @@ def _check(
             assert cron.next_fire(spec, after) == expected[index], after
 
 
-@SETTINGS
+@settings(BASE, max_examples=examples("minutes"))
 @given(
     case=cases(minutes=72 * 60, with_seconds=False),
     probes=st.lists(st.integers(0, 999), max_size=6),
@@ -191,7 +205,7 @@ def test_minute_expressions_match_the_reference_in_any_zone(
     _check(zone, expression, start, end, timedelta(minutes=1), probes)
 
 
-@settings(SETTINGS, max_examples=30)
+@settings(BASE, max_examples=examples("seconds"))
 @given(case=cases(minutes=90, with_seconds=True), probes=st.lists(st.integers(0, 999), max_size=4))
 def test_second_expressions_match_the_reference_in_any_zone(
     case: tuple[str, datetime, datetime, str], probes: list[int]
@@ -200,7 +214,7 @@ def test_second_expressions_match_the_reference_in_any_zone(
     _check(zone, expression, start, end, timedelta(seconds=1), probes)
 
 
-SPAN_EXAMPLES = int(os.environ.get("MAINTFLOW_CRON_SPAN_EXAMPLES", "3"))
+SPAN_EXAMPLES = int(os.environ.get("MAINTFLOW_CRON_SPAN_EXAMPLES", "0")) or examples("spans")
 
 
 @st.composite
@@ -216,13 +230,13 @@ def two_year_spans(draw: st.DrawFn) -> tuple[str, datetime, datetime, str]:
     return zone, start, start + timedelta(days=730), " ".join(fields)
 
 
-@settings(SETTINGS, max_examples=SPAN_EXAMPLES)
+@settings(BASE, max_examples=SPAN_EXAMPLES)
 @given(case=two_year_spans(), probes=st.lists(st.integers(0, 999), max_size=10))
 def test_two_year_spans_match_the_reference_with_no_duplicate(
     case: tuple[str, datetime, datetime, str], probes: list[int]
 ) -> None:
     """The issue's property over whole 2-year spans (every DST change of two years in the
-    zone, at whatever hour the expression names). MAINTFLOW_CRON_SPAN_EXAMPLES (default 3,
-    ~5 s each) runs more."""
+    zone, at whatever hour the expression names). MAINTFLOW_CRON_SPAN_EXAMPLES sets how
+    many (~5 s each; 3 in the ci profile, 50 in the long one)."""
     zone, start, end, expression = case
     _check(zone, expression, start, end, timedelta(minutes=1), probes)
