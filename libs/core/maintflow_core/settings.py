@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(
         20,
-        description="Connections a process keeps open once it has needed them (PostgreSQL; "
-        "opened on demand).",
+        description="Connections an API process keeps open once it has needed them "
+        "(PostgreSQL; opened on demand). Workers size their pools by their thread count, the "
+        "scheduler uses at most 6.",
     )
     db_max_overflow: int = Field(
         0,

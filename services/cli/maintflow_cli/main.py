@@ -71,6 +71,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     from maintflow_workers.broker import QUEUES
 
+    threads = args.threads or settings.worker_threads
+    # Each worker process reads its settings again; its connection pools follow its threads.
+    os.environ["MAINTFLOW_WORKER_THREADS"] = str(threads)
     argv = [
         sys.executable,
         "-m",
@@ -79,7 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "--processes",
         str(args.processes or settings.worker_processes),
         "--threads",
-        str(args.threads or settings.worker_threads),
+        str(threads),
         "--queues",
         *QUEUES,
         "--worker-shutdown-timeout",

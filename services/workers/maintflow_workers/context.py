@@ -45,6 +45,13 @@ class WorkerContext:
     _pool: asyncpg.Pool | None = None
 
     @property
+    def connections_per_pool(self) -> int:
+        """A worker process runs at most `worker_threads` actors at once, each using one
+        connection at a time: more would only hold PostgreSQL backends idle (the connection
+        budget is in docs/operations.md)."""
+        return self.settings.worker_threads
+
+    @property
     def engine(self) -> AsyncEngine:
         # Built lazily, on first use, so it is created on the loop thread that runs the actors.
         if self._engine is None:
@@ -52,8 +59,10 @@ class WorkerContext:
             # is retried; pinging would add a round trip to every one of them.
             options: dict[str, Any] = {"pool_pre_ping": False}
             if not self.settings.is_sqlite:
-                # See SERVER_SETTINGS.
+                # See SERVER_SETTINGS and `connections_per_pool`.
                 options["connect_args"] = {"server_settings": SERVER_SETTINGS}
+                options["pool_size"] = self.connections_per_pool
+                options["max_overflow"] = 0
             self._engine = create_engine(self.settings, **options)
             self._sessions = create_sessionmaker(self._engine)
         return self._engine
@@ -82,7 +91,7 @@ class WorkerContext:
                 .set(drivername="postgresql")
                 .render_as_string(hide_password=False),
                 min_size=0,
-                max_size=self.settings.db_pool_size + self.settings.db_max_overflow,
+                max_size=self.connections_per_pool,
                 server_settings=SERVER_SETTINGS,
                 reset=_keep_session_state,
                 max_inactive_connection_lifetime=300,
