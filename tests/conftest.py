@@ -24,6 +24,10 @@ from maintflow_core.db.base import Base
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.teams import create_team, create_user
+from tests.kit.broker import drop_namespace
+from tests.kit.seed import STEPS, new_flow, new_target_list
+
+__all__ = ["STEPS", "new_flow", "new_target_list"]  # tests import them from here too
 
 SERVER_URL = os.environ.get(
     "MAINTFLOW_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -109,15 +113,9 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_namespace(redis_url: str) -> Iterator[str]:
     """A Dramatiq key namespace of this test only, deleted afterwards."""
-    import redis
-
     namespace = f"mftest-{uuid.uuid4().hex[:10]}"
     yield namespace
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{namespace}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    drop_namespace(redis_url, namespace)
 
 
 @dataclass
@@ -182,27 +180,3 @@ async def team(make_team: MakeTeam) -> TeamCtx:
 @pytest.fixture
 async def other_team(make_team: MakeTeam) -> TeamCtx:
     return await make_team("Bravo")
-
-
-STEPS = [
-    {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
-    {"id": "s2", "type": "procedure_step", "title": "Install the update"},
-    {"id": "end", "type": "procedure_end", "title": "Done"},
-]
-
-
-async def new_flow(
-    t: TeamCtx, flow_type: str = "maintenance", name: str = "Patch RDS"
-) -> dict[str, Any]:
-    r = await t.req(
-        "POST", "/v1/flows", json={"name": name, "flow_type": flow_type, "steps": STEPS}
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def new_target_list(t: TeamCtx, n: int = 3, name: str = "RDS hosts") -> dict[str, Any]:
-    targets = [{"label": f"rds-{i:03d}", "notes": f"host {i}"} for i in range(n)]
-    r = await t.req("POST", "/v1/target-lists", json={"name": name, "targets": targets})
-    assert r.status_code == 201, r.text
-    return dict(r.json())

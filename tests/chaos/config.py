@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "MAINTFLOW_CHAOS_"
-REDIS_START = (
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
-    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
-)
-
-
-def _postgres_restart() -> str:
-    """pg_ctlcluster of the one local cluster (its version is the directory in /etc/postgresql)."""
-    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*") if p.is_dir())
-    version = versions[-1] if versions else "15"
-    return f"pg_ctlcluster --skip-systemctl-redirect {version} main restart"
 
 
 @dataclass(frozen=True)
@@ -66,10 +53,10 @@ class ChaosConfig:
     db_pool_size: int = 8
     db_max_overflow: int = 0
 
-    # How the shared services are restarted.
-    redis_port: int = 6379
-    redis_start: str = REDIS_START
-    postgres_restart: str = field(default_factory=_postgres_restart)
+    # How the run's servers (those of its URLs) are restarted, as shell words. Empty: a
+    # command derived from the running server (see servers.py).
+    redis_start: str = ""
+    postgres_restart: str = ""
 
     @property
     def freeze_s(self) -> float:
@@ -77,11 +64,16 @@ class ChaosConfig:
         the frozen one wakes up as a stale leader."""
         return 2 * self.lease_s + self.renew_s
 
-    def redis_start_argv(self) -> list[str]:
-        return shlex.split(self.redis_start)
-
-    def postgres_restart_argv(self) -> list[str]:
-        return shlex.split(self.postgres_restart)
+    def fault_kinds(self) -> set[str]:
+        """The kinds of fault this configuration injects (as FaultInjector records them)."""
+        enabled = {
+            "kill_leader": self.leader_kill_every_s > 0,
+            "kill_worker": self.worker_kill_every_s > 0,
+            "freeze_leader": self.freeze_leader,
+            "restart_redis": self.restart_redis,
+            "restart_postgres": self.restart_postgres,
+        }
+        return {kind for kind, on in enabled.items() if on}
 
     def with_env(self, environ: Mapping[str, str] | None = None) -> ChaosConfig:
         """A copy with every field that has a MAINTFLOW_CHAOS_<FIELD> variable replaced."""

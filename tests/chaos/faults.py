@@ -1,7 +1,8 @@
 """What a chaos run does while it runs: a supervisor that restarts what the faults killed (and
 records any process that died on its own), a monitor that samples the lease and the backlog, and
 the fault injector (SIGKILL the leader, SIGKILL a worker, SIGSTOP the leader past its lease,
-restart Redis, restart PostgreSQL)."""
+restart Redis, restart PostgreSQL). A fault that could not be injected is recorded as failed,
+and a failed fault fails the run."""
 
 from __future__ import annotations
 
@@ -11,68 +12,27 @@ import csv
 import itertools
 import random
 import signal
-import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from tests.chaos.config import ChaosConfig
-from tests.e2e.procs import Cluster, Proc
+from tests.chaos.servers import Restarts, restart_postgres, restart_redis
+from tests.kit.cluster import Cluster
+from tests.kit.db import Probe
+from tests.kit.lease import holder_pid
+from tests.kit.poll import poll_until
+from tests.kit.procs import Proc
 
 Log = Callable[[str], None]
-
-
-class Probe:
-    """The harness's own database access: a small asyncpg pool that survives a PostgreSQL
-    restart (a query on a dead connection fails once; the pool reconnects on the next)."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._pool: asyncpg.Pool | None = None
-        self.errors: Counter[str] = Counter()  # failed try_fetch calls by exception type
-
-    async def fetch(self, query: str, *args: Any, timeout: float = 10.0) -> list[asyncpg.Record]:
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=4)
-        async with self._pool.acquire(timeout=timeout) as conn:
-            return list(await conn.fetch(query, *args, timeout=timeout))
-
-    async def try_fetch(self, query: str, *args: Any) -> list[asyncpg.Record] | None:
-        """`fetch`, or None while the database is unreachable. Any error counts as unreachable
-        (a restart surfaces as many exception types, from the pool as well as the driver); the
-        types are counted for the report."""
-        try:
-            return await self.fetch(query, *args, timeout=3.0)
-        except Exception as exc:
-            self.errors[type(exc).__name__] += 1
-            return None
-
-    async def connects(self) -> bool:
-        """Whether a new connection can be opened and answer within a second (no pool)."""
-        try:
-            conn = await asyncpg.connect(self.dsn, timeout=1.0)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return False
-        try:
-            await conn.fetchval("SELECT 1", timeout=1.0)
-            return True
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return False
-        finally:
-            conn.terminate()
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5)
-            pool.terminate()
+# A run with no live leader for this long has a bigger problem than a missed fault.
+LEADER_WAIT_S = 60.0
+RESTART_WAIT_S = 30.0  # a killed worker is running again well within this
+TAKEOVER_WAIT_S = 120.0
 
 
 @dataclass
@@ -81,10 +41,12 @@ class Fault:
     kind: str
     target: str
     detail: str = ""
+    failed: str = ""  # why it could not be injected
 
     def __str__(self) -> str:
         detail = f" {self.detail}" if self.detail else ""
-        return f"{self.at_s:6.1f}s {self.kind} {self.target}{detail}"
+        failed = f" FAILED: {self.failed}" if self.failed else ""
+        return f"{self.at_s:6.1f}s {self.kind} {self.target}{detail}{failed}"
 
 
 @dataclass
@@ -155,13 +117,13 @@ class Supervisor:
             slot.restarts += 1
 
     async def wait_all_up(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.down():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"still down after {timeout} s: {self.down()}\n{self.cluster.logs(40)}"
-                )
-            await asyncio.sleep(0.2)
+        await poll_until(
+            lambda: not self.down(),
+            timeout,
+            "every supervised process running",
+            every=0.2,
+            detail=lambda: f"down: {self.down()}\n{self.cluster.logs(40)}",
+        )
 
 
 @dataclass
@@ -298,7 +260,8 @@ def _longest_gap(times: list[float], end: float) -> tuple[float, float]:
 class FaultInjector:
     """Runs the fault plan for `config.seconds`. Recurring faults (leader and worker SIGKILL)
     run on jittered intervals; the one-shot ones (freeze, Redis and PostgreSQL restarts) at a
-    fraction of the phase. A leader SIGKILL never hits a frozen leader."""
+    fraction of the phase. A leader SIGKILL never hits a frozen leader. Every attempt is
+    recorded; one that could not be injected is recorded as failed."""
 
     def __init__(
         self,
@@ -308,7 +271,7 @@ class FaultInjector:
         config: ChaosConfig,
         t0: float,
         log: Log,
-        redis_ping: Callable[[], bool],
+        restarts: Restarts,
     ) -> None:
         self.cluster = cluster
         self.supervisor = supervisor
@@ -316,7 +279,7 @@ class FaultInjector:
         self.config = config
         self.t0 = t0
         self.log = log
-        self.redis_ping = redis_ping
+        self.restarts = restarts
         self.rng = random.Random(config.seed)
         self.faults: list[Fault] = []
         self.frozen: str | None = None
@@ -329,18 +292,22 @@ class FaultInjector:
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
-    def record(self, kind: str, target: str, detail: str = "") -> Fault:
-        fault = Fault(round(self.elapsed(), 1), kind, target, detail)
+    def record(self, kind: str, target: str, detail: str = "", failed: str = "") -> Fault:
+        fault = Fault(round(self.elapsed(), 1), kind, target, detail, failed)
         self.faults.append(fault)
         self.log(f"fault {fault}")
         return fault
+
+    def fail(self, fault: Fault, why: str) -> None:
+        fault.failed = why
+        self.log(f"fault {fault}")
 
     async def run(self) -> None:
         c = self.config
         jobs: list[Any] = []
         if c.leader_kill_every_s > 0:
             jobs.append(self._every(c.leader_kill_every_s, self.kill_leader))
-        if c.worker_kill_every_s > 0 and self._workers:
+        if c.worker_kill_every_s > 0:
             jobs.append(self._every(c.worker_kill_every_s, self.kill_worker))
         if c.restart_redis:
             jobs.append(self._at(c.redis_restart_at, self.restart_redis))
@@ -374,26 +341,32 @@ class FaultInjector:
     # ---- the faults --------------------------------------------------------------------------
 
     async def leader(self, timeout: float) -> tuple[Proc, int] | None:
-        """The scheduler holding a live lease (not a frozen one), and its epoch."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The scheduler holding a live lease (not a frozen one) and its epoch, waiting up to
+        `timeout` s for one; None if there was none."""
+
+        async def live() -> tuple[Proc, int] | None:
             rows = await self.probe.try_fetch(
                 "SELECT holder, epoch FROM scheduler_leases "
                 "WHERE name = 'scheduler' AND expires_at > now()"
             )
             if rows:
-                pid = _holder_pid(rows[0]["holder"])
+                pid = holder_pid(rows[0]["holder"])
                 for proc in self.cluster.schedulers:
                     if proc.pid == pid and proc.alive and not proc.stopped:
                         return proc, int(rows[0]["epoch"])
-            await asyncio.sleep(0.1)
-        return None
+            return None
+
+        try:
+            found: tuple[Proc, int] = await poll_until(live, timeout, "a live leader")
+        except AssertionError:
+            return None
+        return found
 
     async def kill_leader(self) -> None:
         await self.thawed.wait()  # never SIGKILL the frozen one; wait for it to wake
-        found = await self.leader(timeout=self.config.lease_s + self.config.renew_s + 5)
+        found = await self.leader(timeout=LEADER_WAIT_S)
         if found is None:
-            self.record("kill_leader", "-", "skipped: no live leader within the wait")
+            self.record("kill_leader", "-", failed=f"no live leader for {LEADER_WAIT_S:g} s")
             return
         proc, epoch = found
         self.supervisor.kill(proc.name)
@@ -401,18 +374,24 @@ class FaultInjector:
         self._takeover(fault, epoch, exclude=proc.pid)
 
     async def kill_worker(self) -> None:
+        if not self._workers:
+            self.record("kill_worker", "-", failed="the run has no worker")
+            return
         name = self._workers[self._next_worker % len(self._workers)]
         self._next_worker += 1
-        if not self.cluster[name].alive:
-            self.record("kill_worker", name, "skipped: not running yet")
+        try:  # the supervisor may be starting it again after the previous kill
+            await poll_until(lambda: self.cluster[name].alive, RESTART_WAIT_S, f"{name} running")
+        except AssertionError:
+            self.record("kill_worker", name, failed=f"not running for {RESTART_WAIT_S:g} s")
             return
         self.supervisor.kill(name)
         self.record("kill_worker", name)
 
     async def freeze_leader(self) -> None:
-        found = await self.leader(timeout=self.config.lease_s + self.config.renew_s + 5)
+        await self.thawed.wait()
+        found = await self.leader(timeout=LEADER_WAIT_S)
         if found is None:
-            self.record("freeze_leader", "-", "skipped: no live leader")
+            self.record("freeze_leader", "-", failed=f"no live leader for {LEADER_WAIT_S:g} s")
             return
         proc, epoch = found
         self.frozen = proc.name
@@ -428,35 +407,25 @@ class FaultInjector:
         self.record("thaw_leader", proc.name)
 
     async def restart_redis(self) -> None:
-        c = self.config
-        fault = self.record("restart_redis", f"127.0.0.1:{c.redis_port}")
-        started = time.monotonic()
-        await _run(["redis-cli", "-h", "127.0.0.1", "-p", str(c.redis_port), "shutdown", "nosave"])
-        while await asyncio.to_thread(self.redis_ping):  # wait until it is really gone
-            if time.monotonic() - started > 10:
-                break
-            await asyncio.sleep(0.02)
-        gone = time.monotonic()
-        out = await _run(c.redis_start_argv())
-        while not await asyncio.to_thread(self.redis_ping):
-            if time.monotonic() - started > 30:
-                raise RuntimeError(f"Redis did not come back after 30 s: {out}")
-            await asyncio.sleep(0.02)
-        fault.detail = f"unreachable {time.monotonic() - gone:.2f} s, every queued message lost"
+        fault = self.record("restart_redis", self.restarts.redis_target)
+        try:
+            down_s = await asyncio.to_thread(
+                restart_redis, self.restarts.redis_url, self.restarts.redis_start
+            )
+        except Exception as exc:
+            self.fail(fault, f"{type(exc).__name__}: {exc}")
+            return
+        fault.detail = f"unreachable {down_s:.2f} s, every queued message lost"
 
     async def restart_postgres(self) -> None:
-        fault = self.record("restart_postgres", "postgresql")
+        fault = self.record("restart_postgres", self.restarts.postgres_target)
         started = time.monotonic()
-
-        async def up() -> bool:
-            return await self.probe.try_fetch("SELECT 1") is not None
-
-        async with _Outage(self.probe.connects) as outage:
-            out = await _run(self.config.postgres_restart_argv(), timeout=120)
-            while not await up():
-                if time.monotonic() - started > 120:
-                    raise RuntimeError(f"PostgreSQL did not come back after 120 s: {out}")
-                await asyncio.sleep(0.1)
+        try:
+            async with _Outage(self.probe.connects) as outage:
+                await restart_postgres(self.probe, self.restarts.postgres_restart)
+        except Exception as exc:
+            self.fail(fault, f"{type(exc).__name__}: {exc}")
+            return
         fault.detail = (
             f"unreachable {outage.seconds:.1f} s (restart command + first query "
             f"{time.monotonic() - started:.1f} s)"
@@ -467,17 +436,19 @@ class FaultInjector:
 
         async def measure() -> None:
             started = time.monotonic()
-            while True:
+
+            async def newer() -> tuple[Proc, int] | None:
                 found = await self.leader(timeout=1.0)
-                if found is not None and found[1] > epoch and found[0].pid != exclude:
-                    fault.detail += (
-                        f"; {found[0].name} leads (epoch {found[1]}) after "
-                        f"{time.monotonic() - started:.1f} s"
-                    )
-                    return
-                if time.monotonic() - started > 120:
-                    fault.detail += "; no takeover within 120 s"
-                    return
+                return found if found and found[1] > epoch and found[0].pid != exclude else None
+
+            try:
+                proc, new_epoch = await poll_until(newer, TAKEOVER_WAIT_S, "a takeover", every=0)
+            except AssertionError:
+                self.fail(fault, f"no other replica took over within {TAKEOVER_WAIT_S:g} s")
+                return
+            fault.detail += (
+                f"; {proc.name} leads (epoch {new_epoch}) after {time.monotonic() - started:.1f} s"
+            )
 
         task = asyncio.get_running_loop().create_task(measure())
         self._measure.add(task)
@@ -528,31 +499,7 @@ def holder_running(cluster: Cluster) -> Callable[[str], bool]:
     frozen."""
 
     def running(holder: str) -> bool:
-        pid = _holder_pid(holder)
+        pid = holder_pid(holder)
         return any(p.pid == pid and p.alive and not p.stopped for p in cluster.schedulers)
 
     return running
-
-
-def _holder_pid(holder: str) -> int | None:
-    parts = holder.split(":")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
-
-
-async def _run(argv: Sequence[str], timeout: float = 60) -> str:
-    """Run a service command in its own session (a daemon it starts must not share our process
-    group or hold a pipe of ours open); returns its output."""
-    with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        await asyncio.wait_for(proc.wait(), timeout)
-        out.seek(0)
-        text = out.read().decode(errors="replace").strip()
-    if proc.returncode != 0 and argv[:1] != ["redis-cli"]:
-        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {text}")
-    return text

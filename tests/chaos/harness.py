@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import random
-import re
 import subprocess
 import time
 from collections import Counter
@@ -29,20 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
+from sqlalchemy.engine import make_url
 
 from maintflow_core.queues import QUEUES
 from tests.chaos.config import ChaosConfig
-from tests.chaos.faults import FaultInjector, Monitor, Probe, Supervisor, holder_running
+from tests.chaos.faults import FaultInjector, Monitor, Supervisor, holder_running
+from tests.chaos.servers import Restarts, plan_restarts
 from tests.chaos.verify import ChaosReport, verify
-from tests.e2e.procs import Cluster, plain_pg_url
+from tests.kit.cluster import Cluster, cluster_env
+from tests.kit.db import Probe, plain_pg_url
+from tests.kit.logs import json_objects, last_json_object
+from tests.kit.poll import poll_until
+from tests.kit.seed import STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 CRON = "* * * * * *"  # every second: the 6th field is seconds
-STEPS = [
-    {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
-    {"id": "end", "type": "procedure_end", "title": "Done"},
-]
 API_CONCURRENCY = 8
 # Events counted in the process logs for the report (JSON lines: "event": "<name>").
 LOG_EVENTS = (
@@ -63,21 +62,36 @@ def log_stdout(text: str) -> None:
 def process_env(
     config: ChaosConfig, database_url: str, redis_url: str, namespace: str
 ) -> dict[str, str]:
-    return {
-        "MAINTFLOW_DATABASE_URL": database_url,
-        "MAINTFLOW_REDIS_URL": redis_url,
-        "MAINTFLOW_BROKER_NAMESPACE": namespace,
-        "MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1",
-        "MAINTFLOW_SCHEDULER_LEASE_S": str(config.lease_s),
-        "MAINTFLOW_SCHEDULER_RENEW_INTERVAL_S": str(config.renew_s),
-        "MAINTFLOW_RECONCILE_AFTER_S": str(config.reconcile_after_s),
-        "MAINTFLOW_RECONCILE_INTERVAL_S": str(config.reconcile_interval_s),
-        "MAINTFLOW_BROKER_HEARTBEAT_TIMEOUT_MS": str(config.heartbeat_timeout_ms),
-        "MAINTFLOW_BROKER_MAINTENANCE_CHANCE": str(config.maintenance_chance),
-        "MAINTFLOW_DB_POOL_SIZE": str(config.db_pool_size),
-        "MAINTFLOW_DB_MAX_OVERFLOW": str(config.db_max_overflow),
-        "MAINTFLOW_LOG_FORMAT": "json",
-    }
+    return cluster_env(
+        database_url,
+        redis_url,
+        namespace,
+        min_schedule_interval_s=1,
+        scheduler_lease_s=config.lease_s,
+        scheduler_renew_interval_s=config.renew_s,
+        reconcile_after_s=config.reconcile_after_s,
+        reconcile_interval_s=config.reconcile_interval_s,
+        broker_heartbeat_timeout_ms=config.heartbeat_timeout_ms,
+        broker_maintenance_chance=config.maintenance_chance,
+        db_pool_size=config.db_pool_size,
+        db_max_overflow=config.db_max_overflow,
+    )
+
+
+async def _plan_restarts(
+    config: ChaosConfig, probe: Probe, database_url: str, redis_url: str
+) -> Restarts:
+    db = make_url(database_url)
+    return await plan_restarts(
+        redis_url=redis_url,
+        database_host=db.host or "",
+        database_port=db.port or 5432,
+        probe=probe,
+        restart_redis=config.restart_redis,
+        restart_postgres=config.restart_postgres,
+        redis_start=config.redis_start,
+        postgres_restart=config.postgres_restart,
+    )
 
 
 @dataclass
@@ -106,6 +120,8 @@ async def run_chaos(
     started = time.monotonic()
     log(config.summary())
     try:
+        # Before anything starts: a restart that cannot be done fails here, not halfway.
+        restarts = await _plan_restarts(config, probe, database_url, redis_url)
         async with Cluster(workdir, env) as cluster:
             supervisor = Supervisor(cluster, config, started, log)
             fleet = await _setup(cluster, supervisor, probe, config, log)
@@ -113,9 +129,7 @@ async def run_chaos(
             t0 = time.monotonic()
             supervisor.t0 = t0
             monitor = Monitor(probe, t0, holder_running(cluster))
-            injector = FaultInjector(
-                cluster, supervisor, probe, config, t0, log, lambda: _ping(redis_url)
-            )
+            injector = FaultInjector(cluster, supervisor, probe, config, t0, log, restarts)
             background = {
                 "supervisor": asyncio.create_task(supervisor.run()),
                 "monitor": asyncio.create_task(monitor.run(redis_url, namespace, QUEUES)),
@@ -213,16 +227,6 @@ def _code_warnings(before: tuple[str, str], after: tuple[str, str]) -> list[str]
     ]
 
 
-def _ping(redis_url: str) -> bool:
-    client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except (OSError, redis.RedisError):
-        return False
-    finally:
-        client.close()
-
-
 # ---- setup ----------------------------------------------------------------------------------
 
 
@@ -234,7 +238,7 @@ async def _setup(
     log: Callable[[str], None],
 ) -> Fleet:
     created = await cluster.run_cli("admin", "create-team", "chaos")
-    token = _last_json_line(created)["token"]
+    token = last_json_object(created)["token"]
     schedulers = [f"scheduler-{i + 1}" for i in range(config.schedulers)]
     workers = [f"worker-{i + 1}" for i in range(config.workers)]
     api, *_ = await asyncio.gather(
@@ -258,13 +262,6 @@ async def _setup(
     await _wait_all_fired(probe, config, log)
     await asyncio.sleep(config.warmup_s)
     return fleet
-
-
-def _last_json_line(text: str) -> dict[str, Any]:
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    raise AssertionError(f"no JSON object in the output of create-team: {text!r}")
 
 
 async def _create_schedules(api_url: str, token: str, config: ChaosConfig) -> Fleet:
@@ -306,17 +303,20 @@ async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> di
 async def _wait_all_fired(
     probe: Probe, config: ChaosConfig, log: Callable[[str], None], timeout: float = 60
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = await probe.fetch(
-            "SELECT count(DISTINCT schedule_id) AS n FROM batches WHERE trigger = 'schedule'"
+    seen = 0
+
+    async def all_fired() -> bool:
+        nonlocal seen
+        seen = int(
+            await probe.fetchval(
+                "SELECT count(DISTINCT schedule_id) FROM batches WHERE trigger = 'schedule'"
+            )
         )
-        if rows[0]["n"] >= config.schedules:
-            log(f"all {config.schedules} schedules have fired; warming up {config.warmup_s:g} s")
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only {rows[0]['n']} schedules fired within {timeout} s")
-        await asyncio.sleep(0.5)
+        return seen >= config.schedules
+
+    what = f"all {config.schedules} schedules fired"
+    await poll_until(all_fired, timeout, what, every=0.5, detail=lambda: f"{seen} have")
+    log(f"all {config.schedules} schedules have fired; warming up {config.warmup_s:g} s")
 
 
 # ---- settle ---------------------------------------------------------------------------------
@@ -348,41 +348,42 @@ async def _pause_all(fleet: Fleet, log: Callable[[str], None]) -> None:
 
 
 async def _settle(probe: Probe, config: ChaosConfig, log: Callable[[str], None]) -> None:
-    started = time.monotonic()
-    last_log = started
-    while True:
+    """Wait until every batch is ready. At the timeout the run goes on to its verdict, which
+    names the batches that are not."""
+    started = last_log = time.monotonic()
+
+    async def settled() -> bool:
+        nonlocal last_log
         rows = await probe.try_fetch(
             "SELECT count(*) FILTER (WHERE ready_at IS NULL) AS not_ready, count(*) AS total "
             "FROM batches"
         )
         if rows and rows[0]["not_ready"] == 0:
-            log(
-                f"settled: all {rows[0]['total']} batches ready after "
-                f"{time.monotonic() - started:.0f} s"
-            )
-            return
-        if time.monotonic() - started > config.settle_timeout_s:
-            log(f"settle timeout ({config.settle_timeout_s:g} s): {rows and dict(rows[0])}")
-            return
-        if time.monotonic() - last_log > 10 and rows:
+            took = time.monotonic() - started
+            log(f"settled: all {rows[0]['total']} batches ready after {took:.0f} s")
+            return True
+        if rows and time.monotonic() - last_log > 10:
             log(f"settling: {rows[0]['not_ready']} of {rows[0]['total']} batches not ready")
             last_log = time.monotonic()
-        await asyncio.sleep(1)
+        return False
+
+    try:
+        await poll_until(settled, config.settle_timeout_s, "every batch ready", every=1)
+    except AssertionError:
+        log(f"settle timeout ({config.settle_timeout_s:g} s)")
 
 
 def _log_events(cluster: Cluster) -> dict[str, int]:
     counts: Counter[str] = Counter()
-    pattern = re.compile(r'"event": "([a-z_]+)"')
     for proc in cluster.procs.values():
-        for line in proc.log_text().splitlines():
-            m = pattern.search(line)
-            if m and m.group(1) in LOG_EVENTS:
-                counts[m.group(1)] += 1
-            if m and m.group(1) == "batches_redriven":
-                with contextlib.suppress(ValueError, KeyError):
-                    counts["batches_redriven_total"] += int(json.loads(line)["count"])
+        text = proc.log_text()
+        for entry in json_objects(text):
+            event = entry.get("event")
+            if event in LOG_EVENTS:
+                counts[event] += 1
+            if event == "batches_redriven":
+                counts["batches_redriven_total"] += int(entry.get("count", 0))
         if proc.role == "worker":
-            text = proc.log_text()
             counts["worker_messages_failed"] += text.count("Failed to process message")
             counts["worker_retries_exhausted"] += text.count("Retries exceeded")
     return dict(counts)

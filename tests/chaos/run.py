@@ -20,12 +20,11 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
-
 from maintflow_core.db import migrate
 from tests.chaos.config import ChaosConfig
 from tests.chaos.harness import run_chaos
 from tests.conftest import REDIS_URL, create_database, drop_database
+from tests.kit.broker import drop_namespace
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-service-restarts",
         action="store_true",
-        help="do not restart the shared Redis and PostgreSQL",
+        help="do not restart the run's Redis and PostgreSQL servers",
     )
     p.add_argument("--workdir", type=Path, help="process logs and report (default: a new dir)")
     p.add_argument("--keep", action="store_true", help="keep the database and Redis keys")
@@ -64,19 +63,9 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         if not args.keep:
             await drop_database(name)
-            _drop_namespace(namespace)
+            drop_namespace(REDIS_URL, namespace)
     print(report, flush=True)
     return 1 if report.failures else 0
-
-
-def _drop_namespace(namespace: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(f"{namespace}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""The chaos verifier has teeth: on a clean record it finds nothing, and each kind of damage a
-fault could do (a lost instant, a lost session, a missing or second notification, a batch left
-unfinished, an instant off the grid) is reported. Rows are written directly, in milliseconds."""
+"""The invariant verifier (tests/kit/invariants.py, the judge of the chaos and end-to-end runs)
+has teeth: on a clean record it finds nothing, and each kind of damage a fault could do (a lost
+instant, a lost session, a missing or second notification, a batch left unfinished, an instant
+off the grid, a session not counted in the progress shards, a doubled instant) is reported. Rows
+are written directly, in milliseconds."""
 
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.chaos.faults import Probe
-from tests.chaos.verify import Verdict, verify
 from tests.conftest import T0, TeamCtx
-from tests.e2e.procs import plain_pg_url
 from tests.integration.helpers import new_schedule
+from tests.kit.db import Probe, plain_pg_url
+from tests.kit.invariants import Verdict, verify
 
 LABELS = [f"host-{i}" for i in range(3)]
 INSTANTS = 6
@@ -30,31 +31,32 @@ async def probe(database_url: str) -> AsyncIterator[Probe]:
     await p.close()
 
 
-async def _record(team: TeamCtx) -> tuple[dict[str, datetime], list[uuid.UUID]]:
-    """A paused schedule with INSTANTS one-second instants, each batch complete: one session per
-    label, one batch.ready notification, progress counted. Returns (first instants, batch ids)."""
+async def _record(
+    team: TeamCtx, every: timedelta = timedelta(seconds=1)
+) -> tuple[dict[str, datetime], list[uuid.UUID]]:
+    """A paused schedule with INSTANTS instants `every` apart, each batch complete: one session
+    per label, one batch.ready notification, progress counted. Returns (first instants, batch
+    ids)."""
     schedule = await new_schedule(team, targets=None, cron_expression="*/5 * * * *")
     sid, flow_id = uuid.UUID(schedule["id"]), uuid.UUID(schedule["flow_id"])
     first = T0 + timedelta(seconds=1)
     ids = [uuid.uuid4() for _ in range(INSTANTS)]
     async with team.sessions() as db, db.begin():
-        progress = await db.scalar(sa.text("SELECT to_regclass('batch_progress') IS NOT NULL"))
         for k, bid in enumerate(ids):
-            await _batch(db, team.team_id, flow_id, sid, bid, first + timedelta(seconds=k))
-            if progress:
-                await db.execute(
-                    sa.text(
-                        "INSERT INTO batch_progress (batch_id, shard, created, updated_at) "
-                        "VALUES (:b, 0, :n, :t)"
-                    ),
-                    {"b": bid, "n": len(LABELS), "t": T0},
-                )
+            await _batch(db, team.team_id, flow_id, sid, bid, first + k * every)
+            await db.execute(
+                sa.text(
+                    "INSERT INTO batch_progress (batch_id, shard, created, updated_at) "
+                    "VALUES (:b, 0, :n, :t)"
+                ),
+                {"b": bid, "n": len(LABELS), "t": T0},
+            )
         await db.execute(
             sa.text(
                 "UPDATE maintenance_schedules SET is_active = false, last_run_at = :last "
                 "WHERE id = :sid"
             ),
-            {"last": first + timedelta(seconds=INSTANTS - 1), "sid": sid},
+            {"last": first + (INSTANTS - 1) * every, "sid": sid},
         )
     return {str(sid): first}, ids
 
@@ -155,3 +157,24 @@ async def test_a_second_notification_is_reported(
 
     assert verdict.counts.batches_bad_notifications == 1
     assert "notifications" in _kinds(verdict)
+
+
+async def test_a_session_the_progress_shards_did_not_count_is_reported(
+    team: TeamCtx, probe: Probe, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    first, ids = await _record(team)
+    uncounted = "UPDATE batch_progress SET created = created - 1 WHERE batch_id = :b"
+    await _damage(sessions, uncounted, b=ids[0])
+
+    verdict = await verify(probe, first, LABELS)
+
+    assert verdict.counts.batches_bad_progress == 1
+    assert _kinds(verdict) == {"progress"}
+
+
+async def test_instants_are_judged_on_the_schedules_own_grid(team: TeamCtx, probe: Probe) -> None:
+    first, _ids = await _record(team, every=timedelta(seconds=2))
+
+    assert (await verify(probe, first, LABELS, every=timedelta(seconds=2))).problems == []
+    on_a_finer_grid = await verify(probe, first, LABELS, every=timedelta(seconds=1))
+    assert on_a_finer_grid.counts.instants_missing == INSTANTS - 1

@@ -1,0 +1,121 @@
+"""Resources made through the API, as a team's admin would: a flow, a target list, and one of
+each kind of resource (for tests that need a real id of every kind)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from maintflow_core.models import Notification
+
+STEPS = [
+    {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
+    {"id": "s2", "type": "procedure_step", "title": "Install the update"},
+    {"id": "end", "type": "procedure_end", "title": "Done"},
+]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Team(Protocol):
+    """What a seeder needs of a team (tests.conftest.TeamCtx is one)."""
+
+    team_id: uuid.UUID
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+
+    async def req(
+        self, method: str, url: str, token: str | None = None, **kw: Any
+    ) -> httpx.Response: ...
+
+
+async def created(t: Team, url: str, body: Any) -> dict[str, Any]:
+    """POST `url` with a JSON body, asserted 201 Created; returns the JSON answer."""
+    r = await t.req("POST", url, json=body)
+    assert r.status_code == 201, (url, r.status_code, r.text)
+    return dict(r.json())
+
+
+async def new_flow(
+    t: Team, flow_type: str = "maintenance", name: str = "Patch RDS"
+) -> dict[str, Any]:
+    return await created(t, "/v1/flows", {"name": name, "flow_type": flow_type, "steps": STEPS})
+
+
+async def new_target_list(t: Team, n: int = 3, name: str = "RDS hosts") -> dict[str, Any]:
+    targets = [{"label": f"rds-{i:03d}", "notes": f"host {i}"} for i in range(n)]
+    return await created(t, "/v1/target-lists", {"name": name, "targets": targets})
+
+
+@dataclass(frozen=True)
+class OneOfEach:
+    """Ids (as strings) of one resource of each kind, all of one team."""
+
+    flow_id: str
+    list_id: str
+    batch_id: str
+    session_ids: list[str]
+    schedule_id: str
+    user_id: str  # a viewer
+    notification_id: str
+
+    def by_parameter(self) -> dict[str, str]:
+        """Path parameter name → id, as the API's routes name them."""
+        return {
+            "flow_id": self.flow_id,
+            "list_id": self.list_id,
+            "target_list_id": self.list_id,
+            "batch_id": self.batch_id,
+            "session_id": self.session_ids[0],
+            "schedule_id": self.schedule_id,
+            "user_id": self.user_id,
+            "notification_id": self.notification_id,
+        }
+
+
+async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
+    """A maintenance flow, a target list of `targets`, a batch launched from both (with its
+    sessions), a schedule of the flow on the list, a viewer, and a "batch.ready" notification
+    of the batch (written directly: only the workers make notifications)."""
+    flow = await new_flow(t)
+    tl = await new_target_list(t, targets)
+    batch = await created(
+        t, "/v1/sessions/batch", {"flow_id": flow["id"], "target_list_id": tl["id"]}
+    )
+    schedule = await created(
+        t,
+        "/v1/maintenance-schedules",
+        {"flow_id": flow["id"], "cron_expression": "0 9 * * *", "target_list_id": tl["id"]},
+    )
+    viewer = await created(
+        t, "/v1/users", {"email": f"{uuid.uuid4().hex[:6]}@example.com", "role": "viewer"}
+    )
+    note_id = uuid.uuid4()
+    async with t.sessions() as db, db.begin():
+        db.add(
+            Notification(
+                id=note_id,
+                team_id=t.team_id,
+                event="batch.ready",
+                title="Maintenance run ready",
+                message=f"{targets} sessions created",
+                batch_id=uuid.UUID(str(batch["batch_id"])),
+                created_at=t.clock.now(),
+            )
+        )
+    return OneOfEach(
+        flow_id=str(flow["id"]),
+        list_id=str(tl["id"]),
+        batch_id=str(batch["batch_id"]),
+        session_ids=[str(s["id"]) for s in batch["sessions"]],
+        schedule_id=str(schedule["id"]),
+        user_id=str(viewer["id"]),
+        notification_id=str(note_id),
+    )
