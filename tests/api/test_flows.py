@@ -70,3 +70,26 @@ async def test_flow_list_paginates_without_gaps(team: TeamCtx) -> None:
     bad = await team.req("GET", "/v1/flows", params={"cursor": "garbage"})
     assert bad.status_code == 422
     assert (await team.req("GET", "/v1/flows", params={"limit": 501})).status_code == 422
+
+
+async def test_a_scheduled_flow_cannot_stop_being_a_maintenance_flow(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    schedule = (
+        await team.req(
+            "POST",
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
+        )
+    ).json()
+    r = await team.req("PATCH", f"/v1/flows/{flow['id']}", json={"flow_type": "procedural"})
+    assert r.status_code == 409, r.text
+    assert schedule["id"] in r.json()["detail"] and "flow_type" in r.json()["detail"]
+    assert (await team.req("GET", f"/v1/flows/{flow['id']}")).json()["flow_type"] == "maintenance"
+    # Other edits, and keeping the type, still work.
+    r = await team.req(
+        "PATCH", f"/v1/flows/{flow['id']}", json={"name": "Renamed", "flow_type": "maintenance"}
+    )
+    assert r.status_code == 200 and r.json()["name"] == "Renamed"
+    await team.req("DELETE", f"/v1/maintenance-schedules/{schedule['id']}")
+    r = await team.req("PATCH", f"/v1/flows/{flow['id']}", json={"flow_type": "procedural"})
+    assert r.status_code == 200 and r.json()["flow_type"] == "procedural"

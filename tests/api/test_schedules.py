@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
+from maintflow_core.settings import Settings
+from maintflow_core.usecases.firing import claim_due
 from tests.conftest import TeamCtx, new_flow, new_target_list
 
 URL = "/v1/maintenance-schedules"
@@ -193,3 +196,130 @@ async def test_patch_recomputes_next_run_and_stats_count(team: TeamCtx) -> None:
     assert stats["total"] == 2 and stats["active"] == 1 and stats["paused"] == 1
     assert set(stats["batches"]) == {"fanning_out", "in_progress", "completed"}
     _ = datetime.now(UTC)
+
+
+async def _claim(team: TeamCtx, settings: Settings, at: datetime) -> list[uuid.UUID]:
+    """One pass of the scheduler's claim transaction at `at`: the batches it fired."""
+    async with team.sessions() as db, db.begin():
+        return (await claim_due(db, at, settings)).batch_ids
+
+
+async def test_patch_is_active_false_stops_every_fire_and_true_resumes_from_now(
+    team: TeamCtx, settings: Settings
+) -> None:
+    flow = await new_flow(team)
+    s = (await _create(team, flow_id=flow["id"], cron_expression="0 9 * * *")).json()  # type: ignore[attr-defined]
+    assert s["next_run_at"] == "2026-06-02T09:00:00Z"
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"is_active": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["is_active"] is False and r.json()["paused_reason"] is None
+    got = (await team.req("GET", f"{URL}/{s['id']}")).json()
+    assert got["is_active"] is False and got["paused_at"] == "2026-06-01T12:00:00Z"
+    assert (await team.req("GET", f"{URL}/stats")).json()["paused"] == 1
+    for day in (2, 3, 4):  # the scheduler finds nothing to fire while it is disabled
+        assert await _claim(team, settings, datetime(2026, 6, day, 10, tzinfo=UTC)) == []
+    team.clock.set(datetime(2026, 6, 4, 10, tzinfo=UTC))
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"is_active": True})
+    assert r.status_code == 200, r.text
+    # Recomputed from now: the instants missed while disabled are not owed.
+    assert r.json()["is_active"] is True and r.json()["paused_at"] is None
+    assert r.json()["next_run_at"] == "2026-06-05T09:00:00Z"
+    assert (await team.req("GET", f"{URL}/{s['id']}")).json()["next_run_at"] == r.json()[
+        "next_run_at"
+    ]
+    assert await _claim(team, settings, datetime(2026, 6, 4, 23, tzinfo=UTC)) == []
+    assert len(await _claim(team, settings, datetime(2026, 6, 5, 9, tzinfo=UTC))) == 1
+
+
+async def test_patch_is_active_is_pause_without_a_reason_and_resume(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    s = (await _create(team, flow_id=flow["id"], cron_expression="0 9 * * *")).json()  # type: ignore[attr-defined]
+    paused = await team.req("POST", f"{URL}/{s['id']}/pause", json={"reason": "freeze"})
+    assert paused.json()["paused_reason"] == "freeze"
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"is_active": False})
+    assert r.json()["paused_reason"] is None  # as pause without a reason
+    assert r.json()["paused_at"] == paused.json()["paused_at"]
+    # Both at once: the new rule is kept while disabled, and counts from the resume.
+    r = await team.req(
+        "PATCH", f"{URL}/{s['id']}", json={"is_active": True, "cron_expression": "0 18 * * *"}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["is_active"], r.json()["next_run_at"]) == (True, "2026-06-01T18:00:00Z")
+    again = await team.req("PATCH", f"{URL}/{s['id']}", json={"is_active": True})
+    assert again.json()["next_run_at"] == "2026-06-01T18:00:00Z"  # already active: unchanged
+    bad = await team.req("PATCH", f"{URL}/{s['id']}", json={"is_active": "sometimes"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "is_active"]
+
+
+async def test_a_one_off_run_at_without_an_offset_is_refused_naming_it(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    r = await _create(
+        team,
+        flow_id=flow["id"],
+        timezone="Europe/Berlin",
+        recurrence={"type": "once", "run_at": "2026-12-24T18:00:00"},
+    )
+    assert r.status_code == 422, r.text  # type: ignore[attr-defined]
+    (error,) = r.json()["detail"]  # type: ignore[attr-defined]
+    assert error["loc"][:2] == ["body", "recurrence"] and error["loc"][-1] == "run_at"
+    assert error["type"] == "timezone_aware"
+
+
+async def test_a_one_off_is_answered_with_a_cron_the_api_takes_and_fires_once(
+    team: TeamCtx, settings: Settings
+) -> None:
+    flow = await new_flow(team)
+    r = await _create(
+        team,
+        flow_id=flow["id"],
+        timezone="Europe/Berlin",
+        recurrence={"type": "once", "run_at": "2026-12-24T18:00:15.5+01:00"},
+    )
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+    s = r.json()  # type: ignore[attr-defined]
+    assert s["cron_expression"] == "0 18 24 12 * 15"  # seconds 6th, as the API reads them
+    assert s["start_at"] == s["end_at"] == s["next_run_at"] == "2026-12-24T17:00:15Z"
+    preview = (await team.req("GET", f"{URL}/{s['id']}/preview", params={"count": 5})).json()
+    assert [f["utc"] for f in preview["fire_times"]] == ["2026-12-24T17:00:15Z"]
+    # What it answers, the API takes, and it means the same.
+    other = await new_flow(team, name="copy")
+    copy = {k: s[k] for k in ("cron_expression", "timezone", "start_at", "end_at")}
+    r = await _create(team, flow_id=other["id"], **copy)
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+    again = (await team.req("GET", f"{URL}/{r.json()['id']}/preview")).json()  # type: ignore[attr-defined]
+    assert again == preview
+    # The scheduler fires it once, at run_at, and never again.
+    await team.req("DELETE", f"{URL}/{r.json()['id']}")  # type: ignore[attr-defined]
+    assert await _claim(team, settings, datetime(2026, 12, 24, 17, tzinfo=UTC)) == []
+    assert len(await _claim(team, settings, datetime(2026, 12, 24, 17, 0, 16, tzinfo=UTC))) == 1
+    fired = (await team.req("GET", f"{URL}/{s['id']}")).json()
+    assert (fired["last_run_at"], fired["next_run_at"]) == ("2026-12-24T17:00:15Z", None)
+    for year in (2027, 2028):
+        assert await _claim(team, settings, datetime(year, 12, 25, tzinfo=UTC)) == []
+
+
+async def test_the_api_refuses_the_year_form_it_no_longer_answers(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    r = await _create(team, flow_id=flow["id"], cron_expression="0 9 1 3 * 0 2027")
+    assert r.status_code == 422  # type: ignore[attr-defined]
+    assert r.json()["detail"][0]["loc"] == ["body", "cron_expression"]  # type: ignore[attr-defined]
+    assert "expected 5 or 6 fields" in r.json()["detail"][0]["msg"]  # type: ignore[attr-defined]
+
+
+async def test_a_one_off_takes_no_bounds_and_leaving_it_clears_its_instant(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    once = {"type": "once", "run_at": "2026-07-01T09:00:00Z"}
+    r = await _create(team, flow_id=flow["id"], recurrence=once, end_at="2026-08-01T00:00:00Z")
+    assert r.status_code == 422  # type: ignore[attr-defined]
+    assert r.json()["detail"][0]["loc"] == ["body", "end_at"]  # type: ignore[attr-defined]
+    s = (await _create(team, flow_id=flow["id"], recurrence=once)).json()  # type: ignore[attr-defined]
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"start_at": "2026-06-15T00:00:00Z"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "start_at"]
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"cron_expression": "0 9 * * *"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["start_at"], r.json()["end_at"]) == (None, None)
+    assert r.json()["next_run_at"] == "2026-06-02T09:00:00Z"
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"recurrence": once})
+    assert r.status_code == 200, r.text
+    assert r.json()["cron_expression"] == "0 9 1 7 *"
+    assert r.json()["start_at"] == r.json()["end_at"] == "2026-07-01T09:00:00Z"

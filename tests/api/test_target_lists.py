@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.conftest import TeamCtx, new_target_list
+from tests.conftest import TeamCtx, new_flow, new_target_list
 
 
 async def test_create_read_replace_delete_a_target_list(team: TeamCtx) -> None:
@@ -47,3 +47,30 @@ async def test_target_list_validation(team: TeamCtx) -> None:
 async def test_ten_thousand_targets_are_accepted(team: TeamCtx) -> None:
     tl = await new_target_list(team, 10_000)
     assert tl["target_count"] == 10_000
+
+
+async def test_a_list_a_schedule_uses_cannot_be_deleted_until_detached(team: TeamCtx) -> None:
+    tl = await new_target_list(team, 2)
+    schedules = []
+    for name in ("Patch RDS", "Rotate certs"):
+        flow = await new_flow(team, name=name)
+        body = {"flow_id": flow["id"], "cron_expression": "0 9 * * *", "target_list_id": tl["id"]}
+        schedules.append((await team.req("POST", "/v1/maintenance-schedules", json=body)).json())
+    r = await team.req("DELETE", f"/v1/target-lists/{tl['id']}")
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert all(s["id"] in detail for s in schedules) and "'Rotate certs'" in detail, detail
+    assert (await team.req("GET", f"/v1/target-lists/{tl['id']}")).status_code == 200
+    first, second = schedules
+    r = await team.req(
+        "PATCH", f"/v1/maintenance-schedules/{first['id']}", json={"target_list_id": None}
+    )
+    assert r.status_code == 200 and r.json()["target_list_id"] is None
+    r = await team.req("DELETE", f"/v1/target-lists/{tl['id']}")
+    assert r.status_code == 409 and first["id"] not in r.json()["detail"]
+    assert second["id"] in r.json()["detail"]
+    await team.req(
+        "PATCH", f"/v1/maintenance-schedules/{second['id']}", json={"target_list_id": None}
+    )
+    assert (await team.req("DELETE", f"/v1/target-lists/{tl['id']}")).status_code == 204
+    assert (await team.req("GET", f"/v1/target-lists/{tl['id']}")).status_code == 404

@@ -27,6 +27,7 @@ __all__ = [
     "min_interval_seconds",
     "newest_fires",
     "next_fire",
+    "one_off_instant",
     "parse",
     "recurrence_to_cron",
     "to_local",
@@ -191,7 +192,7 @@ def _split(expression: str) -> list[str]:
             raise InvalidCron(f"unknown macro {text!r}; expected one of {known}")
         text = _MACROS[macro]
     fields = text.split()
-    if len(fields) not in (5, 6, 7):  # 7 (seconds + year) is internal: one-off schedules
+    if len(fields) not in (5, 6, 7):  # 7 (seconds + year): croniter's form, not the API's
         raise InvalidCron(f"expected 5 or 6 fields, got {len(fields)}")
     return fields
 
@@ -568,11 +569,12 @@ def recurrence_to_cron(recurrence: Mapping[str, Any], timezone: str) -> str:
       (days mon..sun, at least one, no duplicates; written in week order)
     - {"type": "monthly", "day": 15, "time": "09:00"} -> "0 9 15 * *" (day 1..31; with 29-31 the
       months without that day are skipped, as croniter reads "31": no fire in April)
-    - {"type": "once", "run_at": "2027-03-01T09:00:00+01:00"} -> "0 9 1 3 * 0 2027" in
-      Europe/Paris: minute, hour, day, month, any weekday, second, year (croniter's order, seconds
-      last before the year) of run_at converted to `timezone` (a naive run_at is a wall time
-      there). Sub-second precision is dropped. An aware run_at falling in
-      the second pass of a repeated hour is refused: the wall-time form would fire at the first.
+    - {"type": "once", "run_at": "2027-03-01T09:00:00+01:00"} -> "0 9 1 3 *" in Europe/Paris:
+      minute, hour, day, month, any weekday of run_at converted to `timezone` (a naive run_at is a
+      wall time there), and a 6th field for the seconds unless they are 0 ("0 9 1 3 * 15"). That
+      fires every year: the schedule pins it to its one instant with start_at = end_at =
+      `one_off_instant(run_at)`. Sub-second precision is dropped. An aware run_at falling in the
+      second pass of a repeated hour is refused: the wall-time form would fire at the first.
     Errors: InvalidField(field="recurrence.<key>"), InvalidTimezone for the timezone.
     """
     zone = validate_timezone(timezone)
@@ -659,7 +661,14 @@ def _once(value: object, zone: ZoneInfo) -> str:
     low, high = _FIELDS[6].low, _FIELDS[6].high
     if not low <= run_at.year <= high:
         raise InvalidField("recurrence.run_at", f"year must be within {low}-{high}")
-    # croniter's 7-field order: minute hour day month weekday second year.
-    return (
-        f"{run_at.minute} {run_at.hour} {run_at.day} {run_at.month} * {run_at.second} {run_at.year}"
-    )
+    expression = f"{run_at.minute} {run_at.hour} {run_at.day} {run_at.month} *"
+    # croniter's order: the seconds come 6th.
+    return f"{expression} {run_at.second}" if run_at.second else expression
+
+
+def one_off_instant(run_at: datetime) -> datetime:
+    """The instant a one-off recurrence at `run_at` (aware) fires: run_at to the whole second
+    (cron has no finer field), in UTC."""
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise InvalidField("recurrence.run_at", "needs a UTC offset (RFC 3339)")
+    return run_at.astimezone(UTC).replace(microsecond=0)

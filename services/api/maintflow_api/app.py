@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from maintflow_api import errors
 from maintflow_api.deps import AppState
 from maintflow_api.limits import BodySizeLimit
+from maintflow_api.query import known_query_only
 from maintflow_api.routes import (
     flows,
     notifications,
@@ -62,6 +63,7 @@ def create_app(
         version="0.1.0",
         description="Scheduled maintenance for managed-service teams.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_only)],
     )
     errors.install(app)
     for module in (users, flows, target_lists, sessions, schedules, notifications, ops):

@@ -89,7 +89,7 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[^\x00-\x1f]+$",
-        description="Same key within 24 h: the first response again. 1 to 255 characters, "
-        "no control characters.",
+        description="Same key and body within 24 h: the first response again; same key with "
+        "another body: 422. 1 to 255 characters, no control characters.",
     ),
 ]

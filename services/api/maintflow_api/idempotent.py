@@ -1,5 +1,6 @@
 """Idempotency-Key handling for routes that launch work: replay the first response for a
-repeated key, and store the response in the same transaction as the work it describes."""
+repeated key and request, refuse a repeated key with another request, and store the response in
+the same transaction as the work it describes."""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ async def run_once(
     key: str | None,
     status_code: int,
     work: Callable[[], Awaitable[BaseModel]],
+    body: BaseModel | None = None,
 ) -> Response:
     ttl = state.settings.idempotency_ttl_s
+    request = ""
     if key is not None:
         idempotency.check_key(key)
-        stored = await idempotency.recall(db, state.clock, principal.team_id, scope, key, ttl)
+        request = idempotency.request_hash(body.model_dump(mode="json") if body else None)
+        stored = await idempotency.recall(
+            db, state.clock, principal.team_id, scope, key, ttl, request
+        )
         if stored is not None:
             return JSONResponse(status_code=stored[0], content=stored[1])
     result = await work()
@@ -39,13 +45,17 @@ async def run_once(
                 principal.team_id,
                 scope,
                 key,
+                request,
                 status_code,
                 result.model_dump(mode="json"),
             )
         except Conflict:
-            # A concurrent request with the same key won; drop our work, answer with its result.
+            # A concurrent request with the same key won; drop our work, answer with its result
+            # (or refuse, if it was another request).
             await db.rollback()
-            stored = await idempotency.recall(db, state.clock, principal.team_id, scope, key, ttl)
+            stored = await idempotency.recall(
+                db, state.clock, principal.team_id, scope, key, ttl, request
+            )
             assert stored is not None
             return JSONResponse(status_code=stored[0], content=stored[1])
     await db.commit()

@@ -22,6 +22,10 @@ class Flow(Base):
             "flow_type IN ('troubleshooting', 'procedural', 'maintenance')", name="flow_type"
         ),
         sa.Index("ix_flows_team_created", "team_id", "created_at", "id"),
+        # The target of maintenance_schedules' (flow_id, flow_type) foreign key: a flow with a
+        # schedule cannot stop being a maintenance flow. An index, not a constraint, so that
+        # SQLite adds it without rebuilding the table.
+        sa.Index("uq_flows_id_flow_type", "id", "flow_type", unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -21,6 +21,8 @@ class IdempotencyKey(Base):
     team_id: Mapped[uuid.UUID] = team_fk()
     scope: Mapped[str] = mapped_column(sa.String(200), nullable=False)
     key: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    # SHA-256 of the canonical request; NULL for keys stored before it was recorded.
+    request_hash: Mapped[str | None] = mapped_column(sa.String(64))
     status_code: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     response: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     created_at: Mapped[datetime] = created_at()

@@ -22,6 +22,12 @@ class MaintenanceSchedule(Base):
         sa.CheckConstraint(
             "misfire_policy IN ('skip', 'run_once', 'run_all')", name="misfire_policy"
         ),
+        # Only maintenance flows are scheduled, and a scheduled flow cannot change its type:
+        # the key includes the flow's type, which this table pins to 'maintenance'.
+        sa.CheckConstraint("flow_type = 'maintenance'", name="flow_type"),
+        sa.ForeignKeyConstraint(
+            ["flow_id", "flow_type"], ["flows.id", "flows.flow_type"], ondelete="CASCADE"
+        ),
         # The tick's claim query reads only this index: its cost follows the number of due
         # schedules, not the number that exist.
         sa.Index(
@@ -35,11 +41,15 @@ class MaintenanceSchedule(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     team_id: Mapped[uuid.UUID] = team_fk()
-    flow_id: Mapped[uuid.UUID] = mapped_column(
-        sa.Uuid, sa.ForeignKey("flows.id", ondelete="CASCADE"), nullable=False
+    flow_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)
+    flow_type: Mapped[str] = mapped_column(
+        sa.String(32), nullable=False, default="maintenance", server_default="maintenance"
     )
+    # A list in use cannot be deleted (detach it first). NO ACTION, not RESTRICT: SQLite checks
+    # RESTRICT at each row, so deleting a team (which cascades to its lists and its schedules)
+    # could fail depending on which cascade runs first; NO ACTION is checked once all have run.
     target_list_id: Mapped[uuid.UUID | None] = mapped_column(
-        sa.Uuid, sa.ForeignKey("target_lists.id", ondelete="SET NULL"), index=True
+        sa.Uuid, sa.ForeignKey("target_lists.id"), index=True
     )
     cron_expression: Mapped[str] = mapped_column(sa.String(200), nullable=False)
     recurrence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -6,7 +6,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from maintflow_core.schemas.common import Instant, Request, Response, Text, UtcInstant, one_of
+from maintflow_core.schemas.common import (
+    AwareInstant,
+    Request,
+    Response,
+    Text,
+    UtcInstant,
+    one_of,
+)
 
 MisfirePolicy = Literal["skip", "run_once", "run_all"]
 Time = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -15,7 +22,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 class OnceRecurrence(Request):
     type: Literal["once"]
-    run_at: Instant
+    run_at: AwareInstant = Field(description="RFC 3339 with an offset; fires once, then never.")
 
 
 class DailyRecurrence(Request):
@@ -68,6 +75,11 @@ class ScheduleUpdate(Request):
     misfire_policy: MisfirePolicy | None = None
     start_at: UtcInstant | None = None
     end_at: UtcInstant | None = None
+    is_active: bool | None = Field(
+        None,
+        description="false stops every fire (as pause without a reason); true resumes (as "
+        "resume: next_run_at from now, missed instants as the misfire_policy says).",
+    )
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleUpdate:

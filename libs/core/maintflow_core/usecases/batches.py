@@ -3,9 +3,10 @@ status rollups, which are computed by the database."""
 
 from __future__ import annotations
 
+import operator
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
@@ -193,15 +194,33 @@ _BATCH_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class BatchFilter:
+    flow_id: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
+    trigger: str | None = None
+    created_after: datetime | None = None  # exclusive
+    created_before: datetime | None = None  # exclusive
+
+
+_BATCH_FILTERS: tuple[tuple[str, Any, Callable[[Any, Any], Any]], ...] = (
+    ("flow_id", Batch.flow_id, operator.eq),
+    ("schedule_id", Batch.schedule_id, operator.eq),
+    ("trigger", Batch.trigger, operator.eq),
+    ("created_after", Batch.created_at, operator.gt),
+    ("created_before", Batch.created_at, operator.lt),
+)
+
+
 @cache
-def _batch_page(by_flow: bool, by_schedule: bool, after: bool) -> sa.Select[Any]:
+def _batch_page(filters: frozenset[str], after: bool) -> sa.Select[Any]:
     """A page of batches (only the listed columns; the snapshots can be large) joined to its
-    sessions and counted per status: one statement, built once per combination of filters."""
+    sessions and counted per status: one statement, built once per combination of filters
+    (`filters`: the names of the BatchFilter fields given)."""
     query = sa.select(*_BATCH_COLUMNS).where(Batch.team_id == sa.bindparam("team_id"))
-    if by_flow:
-        query = query.where(Batch.flow_id == sa.bindparam("flow_id"))
-    if by_schedule:
-        query = query.where(Batch.schedule_id == sa.bindparam("schedule_id"))
+    for name, column, compare in _BATCH_FILTERS:
+        if name in filters:
+            query = query.where(compare(column, sa.bindparam(name, type_=column.type)))
     page = keyset(query, Batch.created_at, Batch.id, after=after).cte("page")
     counts = [sa.func.count(Session.id).filter(Session.status == s) for s in STATUSES]
     return (
@@ -217,13 +236,13 @@ async def list_batches(
     team_id: uuid.UUID,
     limit: int,
     cursor: str | None,
-    flow_id: uuid.UUID | None = None,
-    schedule_id: uuid.UUID | None = None,
+    where: BatchFilter = BatchFilter(),
 ) -> list[BatchView]:
     """A page of batches with their status rollups, in one statement."""
     params = keyset_params(limit, cursor)
-    params.update(team_id=team_id, flow_id=flow_id, schedule_id=schedule_id)
-    query = _batch_page(bool(flow_id), bool(schedule_id), bool(cursor))
+    given = {name: value for name, value in asdict(where).items() if value is not None}
+    params.update(team_id=team_id, **given)
+    query = _batch_page(frozenset(given), bool(cursor))
     width = len(_BATCH_COLUMNS)
     views = []
     for row in await db.execute(query, params):

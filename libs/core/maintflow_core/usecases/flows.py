@@ -1,15 +1,17 @@
-"""Flows: create, read, edit, delete, count by type; always scoped to one team."""
+"""Flows: create, read, edit, delete, count by type; always scoped to one team. A flow with a
+maintenance schedule stays a maintenance flow (a foreign key says so; this names the schedule)."""
 
 from __future__ import annotations
 
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import NotFound
-from maintflow_core.models import Flow
+from maintflow_core.errors import Conflict, NotFound
+from maintflow_core.models import Flow, MaintenanceSchedule
 from maintflow_core.models.flows import FLOW_TYPES
 from maintflow_core.schemas.flows import FlowCreate, FlowUpdate
 from maintflow_core.usecases.pagination import paginate
@@ -69,12 +71,26 @@ async def update_flow(
     changes = data.model_dump(exclude_unset=True)
     if "steps" in changes and data.steps is not None:
         changes["steps"] = [step.model_dump(exclude_none=True) for step in data.steps]
-    for field, value in changes.items():
-        if value is None and field in ("name", "flow_type", "steps"):
-            continue
-        setattr(flow, field, value)
-    flow.updated_at = clock.now()
-    await db.flush()
+    try:
+        # A savepoint around the change: when the schedule's key refuses the new type, the
+        # session stays usable to read which schedule that is.
+        async with db.begin_nested():
+            for field, value in changes.items():
+                if value is None and field in ("name", "flow_type", "steps"):
+                    continue
+                setattr(flow, field, value)
+            flow.updated_at = clock.now()
+            await db.flush()
+    except IntegrityError as exc:
+        schedule_id = await db.scalar(
+            sa.select(MaintenanceSchedule.id).where(MaintenanceSchedule.flow_id == flow_id)
+        )
+        if schedule_id is None:
+            raise
+        raise Conflict(
+            f"flow {flow_id} has maintenance schedule {schedule_id}: a scheduled flow stays a "
+            "maintenance flow; delete the schedule before changing flow_type"
+        ) from exc
     return flow
 
 

@@ -1,9 +1,12 @@
-"""Idempotency-Key support for POSTs that launch work: the same key within the TTL returns the
-first response and creates nothing new. The stored response is written in the same transaction
-as the work, so a key is never remembered for work that was rolled back."""
+"""Idempotency-Key support for POSTs that launch work: the same key with the same request within
+the TTL returns the first response and creates nothing new; with another request it is refused.
+The stored response is written in the same transaction as the work, so a key is never remembered
+for work that was rolled back."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -22,9 +25,24 @@ def check_key(key: str) -> None:
         raise InvalidField("Idempotency-Key", "must be 1 to 255 printable characters")
 
 
+def request_hash(request: Any) -> str:
+    """SHA-256 of a request's canonical JSON (keys sorted, no spaces): one request written two
+    ways hashes the same."""
+    text = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 async def recall(
-    db: AsyncSession, clock: Clock, team_id: uuid.UUID, scope: str, key: str, ttl_s: int
+    db: AsyncSession,
+    clock: Clock,
+    team_id: uuid.UUID,
+    scope: str,
+    key: str,
+    ttl_s: int,
+    request: str,
 ) -> tuple[int, dict[str, Any]] | None:
+    """The stored (status, response) of `key`, None if it is new or expired; InvalidField if it
+    was used for a request other than `request` (a request_hash)."""
     row = await db.scalar(
         sa.select(IdempotencyKey).where(
             IdempotencyKey.team_id == team_id,
@@ -38,6 +56,12 @@ async def recall(
         await db.delete(row)
         await db.flush()
         return None
+    if row.request_hash is not None and row.request_hash != request:
+        raise InvalidField(
+            "Idempotency-Key",
+            "this key was used for another request (a different body); use a new key for a "
+            "new request",
+        )
     return row.status_code, row.response
 
 
@@ -47,6 +71,7 @@ async def remember(
     team_id: uuid.UUID,
     scope: str,
     key: str,
+    request: str,
     status_code: int,
     response: dict[str, Any],
 ) -> None:
@@ -56,6 +81,7 @@ async def remember(
             team_id=team_id,
             scope=scope,
             key=key,
+            request_hash=request,
             status_code=status_code,
             response=response,
             created_at=clock.now(),

@@ -5,6 +5,7 @@ scheduler reads rows on each tick, so edits apply on its next tick."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,37 +36,57 @@ def bounds_of(schedule: MaintenanceSchedule) -> Bounds:
     return Bounds(schedule.start_at, schedule.end_at)
 
 
+@dataclass(frozen=True)
+class _Rule:
+    spec: cron.CronSpec
+    # A one-off recurrence: its one instant, which pins the schedule's start_at and end_at.
+    once_at: datetime | None = None
+
+
 def _rule(
     cron_expression: str | None,
     recurrence: dict[str, Any] | None,
     timezone: str,
     settings: Settings,
     now: datetime,
-) -> cron.CronSpec:
+) -> _Rule:
     cron.validate_timezone(timezone)
     if recurrence is not None:
-        expression = cron.recurrence_to_cron(recurrence, timezone)
-        spec = cron.parse(expression, timezone)
-        if recurrence["type"] == "once" and cron.next_fire(spec, now) is None:
+        spec = cron.parse(cron.recurrence_to_cron(recurrence, timezone), timezone)
+        if recurrence["type"] != "once":
+            return _Rule(spec)
+        at = cron.one_off_instant(datetime.fromisoformat(recurrence["run_at"]))
+        if first_fire(spec, now, Bounds(at, at)) != at:
             raise InvalidField("recurrence.run_at", "is in the past")
-        return spec
+        return _Rule(spec, at)
     assert cron_expression is not None
     spec = cron.parse(cron_expression, timezone)
+    if len(spec.expression.split()) > 6:
+        # parse() also reads croniter's 7-field year form; the API takes 5 fields + seconds.
+        raise InvalidCron("expected 5 or 6 fields, got 7")
     gap = cron.min_interval_seconds(spec, now)
     if gap < settings.min_schedule_interval_s:
         raise InvalidCron(
             f"fires every {gap:g} s; this server allows at most one fire per "
             f"{settings.min_schedule_interval_s:g} s (MAINTFLOW_MIN_SCHEDULE_INTERVAL_S)"
         )
-    return spec
+    return _Rule(spec)
+
+
+def _refuse_bounds(given: set[str]) -> None:
+    """A one-off schedule's bounds are its instant; bounds given with it would contradict it."""
+    for name in ("start_at", "end_at"):
+        if name in given:
+            raise InvalidField(name, "a one-off schedule fires at recurrence.run_at only")
 
 
 def _check_bounds(start_at: datetime | None, end_at: datetime | None) -> None:
     for name, value in (("start_at", start_at), ("end_at", end_at)):
         if value is not None and value.tzinfo is None:
             raise InvalidField(name, "needs a UTC offset (RFC 3339)")
-    if start_at is not None and end_at is not None and end_at <= start_at:
-        raise InvalidField("end_at", "must be after start_at")
+    # Both bounds are inclusive: equal ones allow that one instant (a one-off schedule's form).
+    if start_at is not None and end_at is not None and end_at < start_at:
+        raise InvalidField("end_at", "must not be before start_at")
 
 
 def local_view(schedule: MaintenanceSchedule) -> dict[str, Any]:
@@ -86,29 +107,37 @@ async def create_schedule(
     if data.target_list_id is not None:
         await get_target_list(db, team_id, data.target_list_id)
     recurrence = data.recurrence.model_dump(mode="json") if data.recurrence else None
-    spec = _rule(data.cron_expression, recurrence, data.timezone, settings, now)
-    _check_bounds(data.start_at, data.end_at)
+    rule = _rule(data.cron_expression, recurrence, data.timezone, settings, now)
+    bounds = Bounds(data.start_at, data.end_at)
+    if rule.once_at is not None:
+        _refuse_bounds({name for name in ("start_at", "end_at") if getattr(data, name) is not None})
+        bounds = Bounds(rule.once_at, rule.once_at)
+    _check_bounds(bounds.start_at, bounds.end_at)
     schedule = MaintenanceSchedule(
         id=uuid.uuid4(),
         team_id=team_id,
         flow_id=flow.id,
         target_list_id=data.target_list_id,
-        cron_expression=spec.expression,
+        cron_expression=rule.spec.expression,
         recurrence=recurrence,
         timezone=data.timezone,
         misfire_policy=data.misfire_policy,
-        start_at=data.start_at,
-        end_at=data.end_at,
+        start_at=bounds.start_at,
+        end_at=bounds.end_at,
         is_active=True,
-        next_run_at=first_fire(spec, now, Bounds(data.start_at, data.end_at)),
+        next_run_at=first_fire(rule.spec, now, bounds),
         created_at=now,
         updated_at=now,
     )
-    db.add(schedule)
     try:
-        await db.flush()
+        async with db.begin_nested():
+            db.add(schedule)
+            await db.flush()
     except IntegrityError as exc:
-        # The session is unusable after a failed flush; the request ends here and rolls back.
+        # The flow got a schedule meanwhile (one per flow), or stopped being a maintenance flow
+        # (the (flow_id, flow_type) key): the savepoint keeps the session usable to tell which.
+        await db.refresh(flow)
+        require_maintenance(flow)
         raise Conflict(f"flow {data.flow_id} already has a maintenance schedule") from exc
     return schedule
 
@@ -172,45 +201,83 @@ async def update_schedule(
         schedule.target_list_id = data.target_list_id
     if "misfire_policy" in changes and data.misfire_policy is not None:
         schedule.misfire_policy = data.misfire_policy
+    was_once = _is_once(schedule.recurrence)
     rule_changed = bool(changes & {"cron_expression", "recurrence", "timezone"})
     if rule_changed:
-        timezone = data.timezone or schedule.timezone
-        recurrence = data.recurrence.model_dump(mode="json") if data.recurrence else None
-        if data.cron_expression is None and recurrence is None:
-            # Only the timezone changed: re-read the stored rule in the new zone.
-            recurrence = schedule.recurrence
-            expression = None if recurrence else schedule.cron_expression
-            if recurrence and recurrence["type"] == "once":
-                raise InvalidField("timezone", "a one-off schedule's zone is fixed; give run_at")
-        else:
-            expression = data.cron_expression
-        spec = _rule(expression, recurrence, timezone, settings, now)
-        schedule.cron_expression = spec.expression
-        schedule.recurrence = recurrence
-        schedule.timezone = timezone
-    if "start_at" in changes:
-        schedule.start_at = data.start_at
-    if "end_at" in changes:
-        schedule.end_at = data.end_at
-    _check_bounds(schedule.start_at, schedule.end_at)
+        _apply_rule(schedule, data, settings, now)
+    elif was_once:
+        _refuse_bounds(changes)
+    _apply_bounds(schedule, data, left_once=was_once and not _is_once(schedule.recurrence))
     if rule_changed or changes & {"start_at", "end_at"}:
         # A new rule applies from now on; instants of the old rule are not owed.
         schedule.next_run_at = first_fire(spec_of(schedule), now, bounds_of(schedule))
     schedule.updated_at = now
+    if data.is_active is False:
+        _pause(schedule, now, None)
+    elif data.is_active is True:
+        _resume(schedule, now)
     await db.flush()
     return schedule
+
+
+def _apply_bounds(schedule: MaintenanceSchedule, data: ScheduleUpdate, *, left_once: bool) -> None:
+    for name in ("start_at", "end_at"):
+        if name in data.model_fields_set:
+            setattr(schedule, name, getattr(data, name))
+        elif left_once:
+            setattr(schedule, name, None)  # the one-off's instant, not a bound the client set
+    _check_bounds(schedule.start_at, schedule.end_at)
+
+
+def _is_once(recurrence: dict[str, Any] | None) -> bool:
+    return recurrence is not None and recurrence.get("type") == "once"
+
+
+def _apply_rule(
+    schedule: MaintenanceSchedule, data: ScheduleUpdate, settings: Settings, now: datetime
+) -> None:
+    timezone = data.timezone or schedule.timezone
+    recurrence = data.recurrence.model_dump(mode="json") if data.recurrence else None
+    if data.cron_expression is None and recurrence is None:
+        # Only the timezone changed: re-read the stored rule in the new zone.
+        recurrence = schedule.recurrence
+        expression = None if recurrence else schedule.cron_expression
+        if _is_once(recurrence):
+            raise InvalidField("timezone", "a one-off schedule's zone is fixed; give run_at")
+    else:
+        expression = data.cron_expression
+    rule = _rule(expression, recurrence, timezone, settings, now)
+    if rule.once_at is not None:
+        _refuse_bounds(data.model_fields_set)
+        schedule.start_at = schedule.end_at = rule.once_at
+    schedule.cron_expression = rule.spec.expression
+    schedule.recurrence = recurrence
+    schedule.timezone = timezone
+
+
+def _pause(schedule: MaintenanceSchedule, now: datetime, reason: str | None) -> None:
+    if schedule.is_active:
+        schedule.is_active = False
+        schedule.paused_at = now
+    schedule.paused_reason = reason
+    schedule.updated_at = now
+
+
+def _resume(schedule: MaintenanceSchedule, now: datetime) -> None:
+    if not schedule.is_active:
+        # Instants that fell inside the pause were not owed: pick up from now.
+        schedule.is_active = True
+        schedule.paused_at = None
+        schedule.paused_reason = None
+        schedule.next_run_at = first_fire(spec_of(schedule), now, bounds_of(schedule))
+        schedule.updated_at = now
 
 
 async def pause_schedule(
     db: AsyncSession, clock: Clock, team_id: uuid.UUID, schedule_id: uuid.UUID, reason: str | None
 ) -> MaintenanceSchedule:
     schedule = await get_schedule(db, team_id, schedule_id, for_update=True)
-    now = clock.now()
-    if schedule.is_active:
-        schedule.is_active = False
-        schedule.paused_at = now
-    schedule.paused_reason = reason
-    schedule.updated_at = now
+    _pause(schedule, clock.now(), reason)
     await db.flush()
     return schedule
 
@@ -219,15 +286,8 @@ async def resume_schedule(
     db: AsyncSession, clock: Clock, team_id: uuid.UUID, schedule_id: uuid.UUID
 ) -> MaintenanceSchedule:
     schedule = await get_schedule(db, team_id, schedule_id, for_update=True)
-    now = clock.now()
-    if not schedule.is_active:
-        # Instants that fell inside the pause were not owed: pick up from now.
-        schedule.is_active = True
-        schedule.paused_at = None
-        schedule.paused_reason = None
-        schedule.next_run_at = first_fire(spec_of(schedule), now, bounds_of(schedule))
-        schedule.updated_at = now
-        await db.flush()
+    _resume(schedule, clock.now())
+    await db.flush()
     return schedule
 
 

@@ -4,6 +4,7 @@ pending → in_progress → completed | failed, and pending | in_progress → ca
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
@@ -46,18 +47,27 @@ async def get_session(
     return session
 
 
+@dataclass(frozen=True)
+class SessionFilter:
+    batch_id: uuid.UUID | None = None
+    flow_id: uuid.UUID | None = None
+    status: str | None = None
+    target_label: str | None = None
+
+
+_SESSION_FILTERS = (Session.batch_id, Session.flow_id, Session.status, Session.target_label)
+
+
 @cache
-def _session_page(by_batch: bool, by_flow: bool, by_status: bool, after: bool) -> sa.Select[Any]:
-    """The page statement for one combination of filters, built once (see `keyset`)."""
+def _session_page(filters: frozenset[str], after: bool) -> sa.Select[Any]:
+    """The page statement for one combination of filters (`filters`: the names of the
+    SessionFilter fields given), built once (see `keyset`)."""
     query = sa.select(*sa.inspect(Session).columns).where(
         Session.team_id == sa.bindparam("team_id")
     )
-    if by_batch:
-        query = query.where(Session.batch_id == sa.bindparam("batch_id"))
-    if by_flow:
-        query = query.where(Session.flow_id == sa.bindparam("flow_id"))
-    if by_status:
-        query = query.where(Session.status == sa.bindparam("status"))
+    for column in _SESSION_FILTERS:
+        if column.key in filters:
+            query = query.where(column == sa.bindparam(column.key))
     return keyset(query, Session.created_at, Session.id, after=after)
 
 
@@ -66,14 +76,13 @@ async def list_sessions(
     team_id: uuid.UUID,
     limit: int,
     cursor: str | None,
-    batch_id: uuid.UUID | None = None,
-    flow_id: uuid.UUID | None = None,
-    status: str | None = None,
+    where: SessionFilter = SessionFilter(),
 ) -> list[sa.Row[Any]]:
     """A page of sessions as plain rows (every column; no ORM entities to build and track)."""
     params = keyset_params(limit, cursor)
-    params.update(team_id=team_id, batch_id=batch_id, flow_id=flow_id, status=status)
-    query = _session_page(bool(batch_id), bool(flow_id), bool(status), bool(cursor))
+    given = {name: value for name, value in asdict(where).items() if value is not None}
+    params.update(team_id=team_id, **given)
+    query = _session_page(frozenset(given), bool(cursor))
     return list((await db.execute(query, params)).all())
 
 

@@ -1,4 +1,5 @@
-"""Saved target lists, name unique per team."""
+"""Saved target lists, name unique per team. A list that a schedule uses cannot be deleted (a
+foreign key says so; this names the schedules)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
 from maintflow_core.errors import Conflict, NotFound
-from maintflow_core.models import TargetList
+from maintflow_core.models import Flow, MaintenanceSchedule, TargetList
 from maintflow_core.schemas.targets import TargetListCreate
 from maintflow_core.usecases.pagination import paginate
 
@@ -84,9 +85,47 @@ async def replace_target_list(
 
 
 async def delete_target_list(db: AsyncSession, team_id: uuid.UUID, list_id: uuid.UUID) -> None:
-    # Schedules that used it keep running with no targets (target_list_id SET NULL).
-    result = await db.execute(
-        sa.delete(TargetList).where(TargetList.id == list_id, TargetList.team_id == team_id)
-    )
+    try:
+        # A savepoint: when the schedules' key refuses the delete, the session stays usable to
+        # read which schedules those are.
+        async with db.begin_nested():
+            result = await db.execute(
+                sa.delete(TargetList).where(TargetList.id == list_id, TargetList.team_id == team_id)
+            )
+    except IntegrityError as exc:
+        users = await schedules_using(db, list_id)
+        if not users:
+            raise
+        raise Conflict(
+            f"target list {list_id} is used by {users}; detach it first "
+            "(PATCH the schedule's target_list_id to null)"
+        ) from exc
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound("target list not found")
+
+
+_NAMED = 10
+
+
+async def schedules_using(db: AsyncSession, list_id: uuid.UUID) -> str:
+    """The schedules whose target list is `list_id`, named for a person to find them: the
+    schedule id and its flow's name; the first 10, and how many more."""
+    rows = (
+        await db.execute(
+            sa.select(MaintenanceSchedule.id, Flow.name)
+            .join(Flow, Flow.id == MaintenanceSchedule.flow_id)
+            .where(MaintenanceSchedule.target_list_id == list_id)
+            .order_by(MaintenanceSchedule.created_at, MaintenanceSchedule.id)
+            .limit(_NAMED + 1)
+        )
+    ).all()
+    if not rows:
+        return ""
+    named = [f"maintenance schedule {sid} (flow {name!r})" for sid, name in rows[:_NAMED]]
+    text = ", ".join(named)
+    if len(rows) > _NAMED:
+        total = await db.scalar(
+            sa.select(sa.func.count()).where(MaintenanceSchedule.target_list_id == list_id)
+        )
+        text += f" and {(total or 0) - _NAMED} more"
+    return text

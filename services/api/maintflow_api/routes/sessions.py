@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
@@ -17,8 +18,9 @@ from maintflow_core.schemas.batches import (
     SessionOut,
     SessionStatus,
     SessionUpdate,
+    Trigger,
 )
-from maintflow_core.schemas.common import Page
+from maintflow_core.schemas.common import AwareInstant, Label, Page
 from maintflow_core.usecases import batches, sessions
 from maintflow_core.usecases.pagination import page_of
 
@@ -46,7 +48,7 @@ async def launch_batch(
             }
         )
 
-    return await run_once(db, state, principal, "sessions.batch", key, 201, work)
+    return await run_once(db, state, principal, "sessions.batch", key, 201, work, body)
 
 
 @router.get("/v1/sessions", response_model=Page[SessionOut])
@@ -58,10 +60,12 @@ async def list_sessions(
     batch_id: uuid.UUID | None = None,
     flow_id: uuid.UUID | None = None,
     status: SessionStatus | None = None,
+    target_label: Annotated[
+        Label | None, Query(description="Sessions of this target (exact label).")
+    ] = None,
 ) -> Response:
-    rows = await sessions.list_sessions(
-        db, principal.team_id, limit, cursor, batch_id, flow_id, status
-    )
+    where = sessions.SessionFilter(batch_id, flow_id, status, target_label)
+    rows = await sessions.list_sessions(db, principal.team_id, limit, cursor, where)
     items, next_cursor = page_of(rows, limit, lambda s: (s.created_at, s.id))
     page = {"items": [s._asdict() for s in items], "next_cursor": next_cursor}
     return serialized(Page[SessionOut].model_validate(page))
@@ -93,8 +97,16 @@ async def list_batches(
     cursor: Cursor = None,
     flow_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None,
+    trigger: Trigger | None = None,
+    created_after: Annotated[
+        AwareInstant | None, Query(description="Created after this instant (RFC 3339).")
+    ] = None,
+    created_before: Annotated[
+        AwareInstant | None, Query(description="Created before this instant (RFC 3339).")
+    ] = None,
 ) -> Response:
-    views = await batches.list_batches(db, principal.team_id, limit, cursor, flow_id, schedule_id)
+    where = batches.BatchFilter(flow_id, schedule_id, trigger, created_after, created_before)
+    views = await batches.list_batches(db, principal.team_id, limit, cursor, where)
     items, next_cursor = page_of(views, limit, lambda v: (v.batch.created_at, v.batch.id))
     # One validation of the whole page from plain dicts (pydantic-core): faster than building
     # each item in Python, and still checked against the response model.
