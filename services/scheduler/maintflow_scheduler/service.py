@@ -53,6 +53,7 @@ class SchedulerService:
         self.leadership: lease_uc.Leadership | None = None
         self._leader_since: float | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._claiming = False
         self._relay_lock = asyncio.Lock()
         self._relayed_at = -math.inf
 
@@ -85,32 +86,38 @@ class SchedulerService:
         return self.is_leader
 
     async def tick(self) -> ClaimResult:
-        """Claim everything due now, in bounded passes of one transaction each. The outbox is
-        relayed between passes whenever a relay is due, and after the last pass when this tick
-        fired anything or a relay is due: a row written by anyone (run-now, a re-drive, an
-        event) is published within about one relay interval, however long a storm's claim runs,
-        and the claim never shares the loop with a relay it could have done itself."""
+        """Claim everything due now, in bounded passes of one transaction each, then relay (when
+        this tick fired anything, or a relay is due).
+
+        A storm's passes are not interleaved with relays of their own batches: starting their
+        fan-out early would compete with the claim for the machine and delay the later fires.
+        Rows written by anyone else meanwhile (a run-now, a re-drive) are not held back: when a
+        relay is due between two passes and the outbox holds more than this tick wrote since its
+        last relay, everything pending is relayed there."""
         total = ClaimResult()
         if not self.is_leader:
             return total
         assert self.leadership is not None
-        for _ in range(MAX_CLAIM_PASSES):
-            now = self.clock.now()
-            async with self.sessions() as db, db.begin():
-                if not await lease_uc.fence(db, self.leadership, now):
-                    log.warning("fenced_out", extra={"holder": self.holder_id})
-                    self.leadership = None
-                    return total
-                result = await claim_due(db, now, self.settings)
-            total.claimed += result.claimed
-            total.batch_ids += result.batch_ids
-            total.duplicates += result.duplicates
-            total.missed += result.missed
-            total.lag_seconds += result.lag_seconds
-            if result.claimed < self.settings.scheduler_claim_batch:
-                break
-            if self._relay_due():
-                await self.relay()
+        self._claiming = True
+        try:
+            unrelayed = 0
+            for _ in range(MAX_CLAIM_PASSES):
+                now = self.clock.now()
+                async with self.sessions() as db, db.begin():
+                    if not await lease_uc.fence(db, self.leadership, now):
+                        log.warning("fenced_out", extra={"holder": self.holder_id})
+                        self.leadership = None
+                        return total
+                    result = await claim_due(db, now, self.settings)
+                total.add(result)
+                unrelayed += len(result.batch_ids)
+                if result.claimed < self.settings.scheduler_claim_batch:
+                    break
+                if self._relay_due() and await self._others_pending(unrelayed):
+                    await self.relay()
+                    unrelayed = 0
+        finally:
+            self._claiming = False
         if total.batch_ids:
             log.info(
                 "schedules_fired",
@@ -119,6 +126,10 @@ class SchedulerService:
         if total.batch_ids or self._relay_due():
             await self.relay()
         return total
+
+    async def _others_pending(self, mine: int) -> bool:
+        async with self.sessions() as db:
+            return await outbox_uc.pending_count(db) > mine
 
     async def _publish(self, rows: Sequence[outbox_uc.OutboxMessage]) -> None:
         messages = []
@@ -134,10 +145,9 @@ class SchedulerService:
         return time.monotonic() - self._relayed_at >= self.settings.relay_interval_s
 
     async def relay_if_due(self) -> int:
-        """The periodic relay job. While a tick is claiming it relays between passes itself
-        (see `tick`), so this one mostly finds it done; it still relays when a claim is stuck
-        (a lock wait, a slow database), so nothing waits on the tick."""
-        if not self.is_leader or not self._relay_due():
+        """The periodic relay job, for when no tick relays: a tick relays when it ends and, for
+        rows others wrote, between its claim passes (see `tick`)."""
+        if not self.is_leader or self._claiming or not self._relay_due():
             return 0
         return await self.relay()
 

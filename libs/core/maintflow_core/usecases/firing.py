@@ -34,6 +34,13 @@ class ClaimResult:
     missed: int = 0
     lag_seconds: list[float] = field(default_factory=list)
 
+    def add(self, other: ClaimResult) -> None:
+        self.claimed += other.claimed
+        self.batch_ids += other.batch_ids
+        self.duplicates += other.duplicates
+        self.missed += other.missed
+        self.lag_seconds += other.lag_seconds
+
 
 def dialect_insert(db: AsyncSession | AsyncConnection, table: Any) -> Any:
     name = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
