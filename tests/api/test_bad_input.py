@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -831,3 +832,41 @@ async def test_queue_depths_with_the_broker_down_are_a_documented_503(
             r = await c.get("/v1/ops/queues", headers=team.headers)
     refused(r, 503)
     assert "503" in app.openapi()["paths"]["/v1/ops/queues"]["get"]["responses"]
+
+
+# --- query parameters ---------------------------------------------------------------------------
+
+
+async def test_unknown_query_parameters_are_refused_naming_them_on_every_route(
+    team: TeamCtx,
+) -> None:
+    """A misspelt filter must never answer with unfiltered data."""
+    document = (await team.client.get("/openapi.json")).json()
+    checked = 0
+    for path, operations in document["paths"].items():
+        url = path
+        for name in re.findall(r"{(\w+)}", path):
+            url = url.replace(f"{{{name}}}", str(uuid.uuid4()))
+        for method in operations:
+            r = await team.req(method.upper(), url, params={"sort": "name"}, json={})
+            names(r, "query", "sort")
+            checked += 1
+    assert checked > 30
+    cases = [
+        ("/v1/flows", {"flow_type": "maintenance", "sort": "name"}, ["sort"]),
+        (
+            "/v1/sessions",
+            {"trigger": "manual", "created_after": "2026-01-01T00:00:00Z"},
+            ["trigger", "created_after"],
+        ),
+        ("/v1/batches", {"trigger": "manual", "created_afer": "2026-01-01Z"}, ["created_afer"]),
+    ]
+    for url, params, unknown in cases:
+        r = await team.req("GET", url, params=params)
+        assert r.status_code == 422, r.text
+        assert [e["loc"] for e in r.json()["detail"]] == [["query", name] for name in unknown]
+        assert {e["type"] for e in r.json()["detail"]} == {"extra_forbidden"}
+    r = await team.req("GET", "/v1/flows", params={"sort": "name"})
+    assert "flow_type" in r.json()["detail"][0]["msg"]  # it says what the route takes
+    r = await team.req("GET", "/v1/flows", params={"flow_type": "maintenance", "limit": 5})
+    assert r.status_code == 200

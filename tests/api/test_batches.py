@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -103,6 +105,64 @@ async def test_idempotency_key_returns_the_first_response(team: TeamCtx) -> None
         assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 1
 
 
+async def test_an_idempotency_key_used_with_another_body_is_refused(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    body = {"flow_id": flow["id"], "targets": [{"label": "a"}], "intake": {"x": 1, "y": 2}}
+    headers = {"Idempotency-Key": "launch-1"}
+    first = await team.req("POST", "/v1/sessions/batch", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    other = {**body, "targets": [{"label": "b"}]}
+    r = await team.req("POST", "/v1/sessions/batch", json=other, headers=headers)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"] and "another request" in error["msg"]
+    # The same request written another way (key order, spacing, a default spelt out) is the same.
+    same = json.dumps(
+        {
+            "intake": {"y": 2, "x": 1},
+            "targets": [{"label": "a", "notes": None}],
+            "flow_id": flow["id"],
+        },
+        indent=2,
+    )
+    again = await team.req(
+        "POST",
+        "/v1/sessions/batch",
+        content=same,
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert again.status_code == 201 and again.json() == first.json()
+    # Keys are per route and team: another route's key is free.
+    schedule = (
+        await team.req(
+            "POST",
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
+        )
+    ).json()
+    run = await team.req(
+        "POST", f"/v1/maintenance-schedules/{schedule['id']}/run-now", headers=headers
+    )
+    assert run.status_code == 202, run.text
+    async with team.sessions() as db:
+        assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 2
+
+
+async def test_concurrent_requests_with_one_key_and_two_bodies_launch_one(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    bodies = [{"flow_id": flow["id"], "targets": [{"label": label}]} for label in "abab"]
+    headers = {"Idempotency-Key": "race-2"}
+    results = await asyncio.gather(
+        *(team.req("POST", "/v1/sessions/batch", json=b, headers=headers) for b in bodies)
+    )
+    async with team.sessions() as db:
+        assert await db.scalar(sa.text("SELECT count(*) FROM batches")) == 1
+        (label,) = (await db.execute(sa.text("SELECT target_label FROM sessions"))).scalars()
+    for body, r in zip(bodies, results, strict=True):
+        won = body["targets"][0]["label"] == label  # type: ignore[index]
+        assert r.status_code == (201 if won else 422), (body, r.text)
+
+
 async def test_concurrent_requests_with_one_key_create_one_batch(team: TeamCtx) -> None:
     flow = await new_flow(team)
     body = {"flow_id": flow["id"], "targets": [{"label": "a"}, {"label": "b"}]}
@@ -201,3 +261,76 @@ async def test_list_pages_walk_every_item_once_with_its_own_rollup(team: TeamCtx
     assert len(sessions) == sum(range(1, 8)) == len({s["id"] for s in sessions})
     pending = await walk("/v1/sessions", batch_id=launched[3]["batch_id"], status="pending")
     assert len(pending) == 3
+
+
+async def test_batches_filter_by_trigger_and_creation_time(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    schedule = (
+        await team.req(
+            "POST",
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
+        )
+    ).json()
+    t0 = team.clock.now()
+    manual = []
+    for i in range(3):
+        team.clock.advance(timedelta(hours=1))
+        manual.append(await _launch(team, flow_id=flow["id"], targets=[{"label": f"h{i}"}]))
+    team.clock.advance(timedelta(hours=1))
+    run = await team.req("POST", f"/v1/maintenance-schedules/{schedule['id']}/run-now")
+    run_id = run.json()["batch_id"]
+
+    async def ids(**params: str) -> list[str]:
+        r = await team.req("GET", "/v1/batches", params=params)
+        assert r.status_code == 200, r.text
+        return [b["batch_id"] for b in r.json()["items"]]
+
+    newest_first = [m["batch_id"] for m in reversed(manual)]
+    assert await ids(trigger="run_now") == [run_id]
+    assert await ids(trigger="manual") == newest_first
+    assert await ids(trigger="schedule") == []
+
+    def at(hours: int) -> str:
+        return (t0 + timedelta(hours=hours)).isoformat()
+
+    # Both bounds exclusive: the batches were created at t0 + 1 h, 2 h, 3 h (manual), 4 h.
+    assert await ids(created_after=at(1)) == [run_id, *newest_first[:2]]
+    assert await ids(created_before=at(2)) == newest_first[2:]
+    assert (
+        await ids(created_after=at(1), created_before=at(4), trigger="manual") == (newest_first[:2])
+    )
+    # Filters page like the unfiltered list.
+    page = await team.req("GET", "/v1/batches", params={"trigger": "manual", "limit": 2})
+    cursor = page.json()["next_cursor"]
+    rest = await team.req(
+        "GET", "/v1/batches", params={"trigger": "manual", "limit": 2, "cursor": cursor}
+    )
+    assert [b["batch_id"] for b in page.json()["items"] + rest.json()["items"]] == newest_first
+    for params in ({"trigger": "cron"}, {"created_after": "2026-06-01T12:00:00"}):
+        r = await team.req("GET", "/v1/batches", params=params)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == [
+            "query",
+            next(iter(params)),
+        ]
+
+
+async def test_sessions_filter_by_target_label(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    first = await _launch(team, flow_id=flow["id"], targets=[{"label": "web-1"}, {"label": "db"}])
+    team.clock.advance(1)
+    second = await _launch(team, flow_id=flow["id"], targets=[{"label": "web-1"}])
+    r = await team.req("GET", "/v1/sessions", params={"target_label": "web-1"})
+    assert [(s["batch_id"], s["target_label"]) for s in r.json()["items"]] == [
+        (second["batch_id"], "web-1"),
+        (first["batch_id"], "web-1"),
+    ]
+    r = await team.req(
+        "GET", "/v1/sessions", params={"target_label": "db", "batch_id": first["batch_id"]}
+    )
+    assert [s["target_label"] for s in r.json()["items"]] == ["db"]
+    assert (await team.req("GET", "/v1/sessions", params={"target_label": "WEB-1"})).json()[
+        "items"
+    ] == []
+    r = await team.req("GET", "/v1/sessions", params={"target_label": ""})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "target_label"]
