@@ -1,71 +1,68 @@
 """`maintflow dev` as a user runs it: one process, SQLite file, in-memory broker; a seconds-field
 schedule made through the API produces batches and notifications; a second start reuses the data;
-`maintflow admin` works beside it; Ctrl-C stops it cleanly."""
+`maintflow admin` works beside it; Ctrl-C stops it cleanly; nothing fails along the way."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.kit.logs import assert_no_job_failures
+from tests.kit.poll import poll_until_sync
+from tests.kit.procs import Proc, clean_environ, free_port, maintflow_command, spawn
+
 pytestmark = pytest.mark.e2e
-MAINTFLOW = [sys.executable, "-c", "from maintflow_cli.main import main; main()"]
+READY_NOTE = "Maintenance run ready: Rotate certs — 2 sessions created"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class Dev:
+    proc: Proc
+    token: str
+    api: httpx.Client
+    exit_code: int | None = None  # after Ctrl-C; None: it had to be killed
 
 
-def start_dev(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")} | {
-        "MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"
-    }
-    log = (workdir / "dev.log").open("ab")
-    proc = subprocess.Popen(
-        [*MAINTFLOW, "dev", "--port", str(port)], cwd=workdir, env=env, stdout=log, stderr=log
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = (workdir / "dev.log").read_text(errors="replace")
-        for line in text.splitlines():
-            if line.strip().startswith("token:"):
-                token = line.split()[-1]
-                wait_http(port, deadline)
-                return proc, token
-        assert proc.poll() is None, text
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError((workdir / "dev.log").read_text())
+def _token(proc: Proc) -> str | None:
+    proc.check_alive()
+    for line in proc.log_text().splitlines():
+        if line.strip().startswith("token:"):
+            return line.split()[-1]
+    return None
 
 
-def wait_http(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("maintflow dev printed its token but never answered /healthz")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGINT)
+@contextmanager
+def running_dev(workdir: Path, port: int) -> Iterator[Dev]:
+    """`maintflow dev --port P` in `workdir`, ready (token printed, /healthz 200); stopped with
+    Ctrl-C (SIGINT) at the end of the block, its exit code in `exit_code`."""
+    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"})
+    proc = spawn("dev", [*maintflow_command(), "dev", "--port", str(port)], workdir, env)
+    url = f"http://127.0.0.1:{port}"
     try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+        what = "maintflow dev printed its token"
+        token = poll_until_sync(lambda: _token(proc), 60, what, detail=proc.tail)
+
+        def healthy() -> bool:
+            return httpx.get(f"{url}/healthz").status_code == 200
+
+        poll_until_sync(healthy, 30, "GET /healthz 200", ignore=(httpx.TransportError,))
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            dev = Dev(proc, token, api)
+            yield dev
+        proc.signal(signal.SIGINT)
+        dev.exit_code = proc.finish_stop(20)
+    finally:
+        if not proc.cleaned:  # the block failed: no need to be gentle
+            proc.finish_stop(0)
 
 
 def db_rows(workdir: Path, sql: str) -> list[Any]:
@@ -73,76 +70,79 @@ def db_rows(workdir: Path, sql: str) -> list[Any]:
         return conn.execute(sql).fetchall()
 
 
+def created(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def ready_batches(workdir: Path) -> int:
+    sql = "SELECT count(*) FROM batches WHERE ready_at IS NOT NULL AND trigger = 'schedule'"
+    return int(db_rows(workdir, sql)[0][0])
+
+
+def every_batch_ready(workdir: Path) -> bool:
+    sql = "SELECT count(*), count(ready_at) FROM batches WHERE trigger = 'schedule'"
+    total, ready = db_rows(workdir, sql)[0]
+    return bool(total) and total == ready
+
+
 def test_the_embedded_mode_fires_schedules_and_keeps_its_data(tmp_path: Path) -> None:
     port = free_port()
-    proc, token = start_dev(tmp_path, port)
-    try:
-        api = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+    with running_dev(tmp_path, port) as dev:
+        steps = [{"id": "e", "type": "procedure_end", "title": "Done"}]
+        body = {"name": "Rotate certs", "flow_type": "maintenance", "steps": steps}
+        flow = created(dev.api.post("/v1/flows", json=body))
+        targets = [{"label": "web-1"}, {"label": "web-2"}]
+        tl = created(dev.api.post("/v1/target-lists", json={"name": "web", "targets": targets}))
+        schedule = created(
+            dev.api.post(
+                "/v1/maintenance-schedules",
+                json={
+                    "flow_id": flow["id"],
+                    "target_list_id": tl["id"],
+                    "cron_expression": "* * * * * */2",
+                },
+            )
         )
-        flow = api.post(
-            "/v1/flows",
-            json={
-                "name": "Rotate certs",
-                "flow_type": "maintenance",
-                "steps": [{"id": "e", "type": "procedure_end", "title": "Done"}],
-            },
-        ).json()
-        tl = api.post(
-            "/v1/target-lists",
-            json={"name": "web", "targets": [{"label": "web-1"}, {"label": "web-2"}]},
-        ).json()
-        r = api.post(
-            "/v1/maintenance-schedules",
-            json={
-                "flow_id": flow["id"],
-                "target_list_id": tl["id"],
-                "cron_expression": "* * * * * */2",
-            },
+        what = "3 ready scheduled batches"
+        poll_until_sync(
+            lambda: ready_batches(tmp_path) >= 3, 30, what, every=0.25, detail=dev.proc.tail
         )
-        assert r.status_code == 201, r.text
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready = db_rows(
-                tmp_path,
-                "SELECT count(*) FROM batches WHERE ready_at IS NOT NULL AND trigger = 'schedule'",
-            )[0][0]
-            if ready >= 3:
-                break
-            time.sleep(0.5)
-        assert ready >= 3, (tmp_path / "dev.log").read_text()
-        assert api.post(f"/v1/maintenance-schedules/{r.json()['id']}/pause").status_code == 200
+        paused = dev.api.post(f"/v1/maintenance-schedules/{schedule['id']}/pause")
+        assert paused.status_code == 200, paused.text
         # The CLI acts on the same database while the server runs.
         out = subprocess.run(
-            [*MAINTFLOW, "admin", "create-team", "Beside"],
+            [*maintflow_command(), "admin", "create-team", "Beside"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=60,
-            env={k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")},
+            env=clean_environ(),
         )
         assert out.returncode == 0, out.stderr
         assert '"token"' in out.stdout
-        time.sleep(1.5)  # let the last fan-out finish
-    finally:
-        assert stop(proc) == 0
+        # Paused: the set of batches is final; wait for the last fan-out to finish.
+        what = "every scheduled batch ready"
+        poll_until_sync(
+            lambda: every_batch_ready(tmp_path), 30, what, every=0.25, detail=dev.proc.tail
+        )
+    assert dev.exit_code == 0, dev.proc.tail()
+
     per_batch = db_rows(
         tmp_path,
         "SELECT b.id, count(s.id) FROM batches b LEFT JOIN sessions s "
         "ON s.batch_id = b.id WHERE b.trigger = 'schedule' GROUP BY b.id",
     )
-    assert per_batch and {n for _b, n in per_batch} == {2}
+    assert len(per_batch) >= 3 and {n for _b, n in per_batch} == {2}, per_batch
     notes = db_rows(tmp_path, "SELECT batch_id, message FROM notifications")
-    assert len(notes) == len(per_batch)
-    assert {m for _b, m in notes} == {"Maintenance run ready: Rotate certs — 2 sessions created"}
+    assert sorted(b for b, _m in notes) == sorted(b for b, _n in per_batch)
+    assert {m for _b, m in notes} == {READY_NOTE}
     assert len(db_rows(tmp_path, "SELECT id FROM teams")) == 2
 
-    proc, token_again = start_dev(tmp_path, port)
-    try:
-        assert token_again == token
-        flows = httpx.get(
-            f"http://127.0.0.1:{port}/v1/flows", headers={"Authorization": f"Bearer {token}"}
-        ).json()
-        assert [f["name"] for f in flows["items"]] == ["Rotate certs"]
-    finally:
-        assert stop(proc) == 0
+    with running_dev(tmp_path, port) as again:
+        assert again.token == dev.token
+        flows = again.api.get("/v1/flows")
+        assert flows.status_code == 200, flows.text
+        assert [f["name"] for f in flows.json()["items"]] == ["Rotate certs"]
+    assert again.exit_code == 0, again.proc.tail()
+    assert_no_job_failures(dev.proc.log_text(), "maintflow dev")
