@@ -17,7 +17,12 @@ from maintflow_workers import context
 
 
 class DisposeEngine(Middleware):
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+    """Close the actors' database pools once the worker has stopped: after its threads finished
+    their messages (closing them before, as `before_worker_shutdown` would, fails every message
+    still running with "pool is closing"), and before the AsyncIO middleware stops the event
+    loop they belong to (after-hooks run in reverse order, and this one is added last)."""
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(context.current().dispose())
