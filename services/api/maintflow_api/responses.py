@@ -22,7 +22,8 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "No bearer token, or one that is not valid.",
     403: "The caller's role is too low.",
     404: "No such resource in the caller's team.",
-    409: "Conflicts with existing state (a duplicate, an illegal status change).",
+    409: "Conflicts with existing state (a duplicate, an illegal status change, a record "
+    "another one depends on: a list a schedule uses, a scheduled flow's type).",
     413: "The request body is larger than `MAINTFLOW_MAX_BODY_BYTES`.",
     503: "A dependency (database, broker) is unreachable.",
 }

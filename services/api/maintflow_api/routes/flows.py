@@ -46,7 +46,7 @@ async def get_flow(flow_id: uuid.UUID, db: DB, principal: Viewer) -> FlowOut:
     return FlowOut.model_validate(await flows.get_flow(db, principal.team_id, flow_id))
 
 
-@router.patch("/{flow_id}", response_model=FlowOut, responses=errors(400, 403, 404, 413))
+@router.patch("/{flow_id}", response_model=FlowOut, responses=errors(400, 403, 404, 409, 413))
 async def update_flow(
     flow_id: uuid.UUID, body: FlowUpdate, db: DB, state: State, principal: Engineer
 ) -> FlowOut:

@@ -57,7 +57,9 @@ async def replace_target_list(
     return TargetListOut.model_validate(target_list)
 
 
-@router.delete("/{list_id}", status_code=204, response_class=Response, responses=errors(403, 404))
+@router.delete(
+    "/{list_id}", status_code=204, response_class=Response, responses=errors(403, 404, 409)
+)
 async def delete_target_list(list_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
     await target_lists.delete_target_list(db, principal.team_id, list_id)
     await db.commit()
