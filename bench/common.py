@@ -1,6 +1,7 @@
 """What every benchmark row shares: a fresh PostgreSQL database and Redis namespace per run (both
 removed at the end), a team with an admin token, bulk loaders (COPY) for flows, target lists and
-schedules, subprocesses of `maintflow …` with their logs, and the Result a row reports."""
+schedules, subprocesses of `maintflow …` with their logs (the test kit's process wrapper,
+tests/kit/procs.py), and the Result a row reports."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import json
 import math
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -30,6 +29,9 @@ from maintflow_core.db import migrate
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.teams import create_team
+from tests.kit.procs import Proc, clean_environ, free_port, maintflow_command, spawn
+
+__all__ = ["Proc", "free_port", "maintflow_command"]  # the rows import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get(
@@ -43,6 +45,7 @@ STEPS = [
     {"id": "end", "type": "procedure_end", "title": "Done"},
 ]
 STEPS_JSON = json.dumps(STEPS)
+STOP_GRACE_S = 15.0  # a worker finishing its messages, a py-spy writing its profile
 # Tables a row may fill; teams, users and tokens stay for the whole run.
 DATA_TABLES = (
     "sessions",
@@ -125,19 +128,6 @@ def fmt_s(seconds: float) -> str:
 # ---- processes ----------------------------------------------------------------------------------
 
 
-def maintflow_command() -> list[str]:
-    script = Path(sys.executable).parent / "maintflow"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from maintflow_cli.main import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_kb(pid: int, key: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -152,78 +142,6 @@ def children(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
-
-
-@dataclass
-class Proc:
-    """A started process in its own process group; `stop()` ends the group."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-    port: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_text(self) -> str:
-        with contextlib.suppress(OSError):
-            self.log_file.flush()
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def check_alive(self) -> None:
-        if not self.alive:
-            tail = "\n".join(self.log_text().splitlines()[-40:])
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
-
-    async def wait_log(self, text: str, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        while text not in self.log_text():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no {text!r} within {within} s")
-            await asyncio.sleep(0.1)
-
-    async def wait_http(self, path: str = "/healthz", within: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
-                self.check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url + path)).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name}: {path} not 200 within {within} s")
-                await asyncio.sleep(0.1)
-
-    def stop(self, grace: float = 15.0) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=grace)
-        # Whatever is left of the group (a Dramatiq worker's forked children) goes now.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            self.log_file.close()
 
 
 # ---- the run's database, Redis namespace and team -------------------------------------------
@@ -260,36 +178,26 @@ class Bench:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a `maintflow …` subprocess: this run's database and namespace;
         no MAINTFLOW_* variable of the caller's shell leaks in."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")}
-        pythonpath = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH")) if p)
-        return {
-            **base,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": pythonpath,
-            "MAINTFLOW_DATABASE_URL": self.database_url,
-            "MAINTFLOW_REDIS_URL": self.redis_url,
-            "MAINTFLOW_BROKER_NAMESPACE": self.namespace,
-            **extra,
-        }
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        return clean_environ(
+            {
+                "PYTHONPATH": pythonpath,
+                "MAINTFLOW_DATABASE_URL": self.database_url,
+                "MAINTFLOW_REDIS_URL": self.redis_url,
+                "MAINTFLOW_BROKER_NAMESPACE": self.namespace,
+                **extra,
+            }
+        )
 
     def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
-        log_path = self.workdir / f"{name}.log"
-        log_file = open(log_path, "ab")  # closed by Proc.stop
-        popen = subprocess.Popen(
-            list(argv),
-            env=dict(env) if env is not None else self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        proc = Proc(name, popen, log_path, log_file)
+        """Start `argv` (in the repository root) with its output in `<workdir>/<name>.log`."""
+        env = env if env is not None else self.env()
+        proc = spawn(name, argv, self.workdir, env, cwd=ROOT, banner=False)
         self.procs.append(proc)
         return proc
 
     def stop(self, proc: Proc) -> None:
-        proc.stop()
+        proc.stop(grace=STOP_GRACE_S)
         if proc in self.procs:
             self.procs.remove(proc)
 

@@ -114,6 +114,7 @@ class Proc:
     log_file: IO[bytes]
     role: str = ""
     argv: list[str] = field(default_factory=list)
+    log_start: int = 0  # where this run's output begins: a restart appends to the same log
     port: int | None = None
     stopped: bool = False  # SIGSTOPped and not yet continued
     cleaned: bool = False  # stopped, its group killed and its log closed
@@ -167,6 +168,17 @@ class Proc:
         except OSError:
             return ""
 
+    def own_log(self) -> str:
+        """What this run of the process wrote (the log may hold earlier runs of its name)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.log_file.flush()
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
@@ -178,11 +190,12 @@ class Proc:
             )
 
     async def wait_log(self, text: str, within: float, count: int = 1) -> None:
-        """Wait until the log holds `text` `count` times; fails at once if the process exits."""
+        """Wait until this run of the process has logged `text` `count` times; fails at once if
+        the process exits."""
 
         def seen() -> bool:
             self.check_alive()
-            return self.log_text().count(text) >= count
+            return self.own_log().count(text) >= count
 
         what = f"{self.name}: {count} x {text!r} in its log"
         await poll_until(seen, within, what, detail=lambda: self.tail(40))
@@ -241,13 +254,17 @@ def spawn(
     *,
     role: str = "",
     cwd: Path | None = None,
+    banner: bool = True,
 ) -> Proc:
     """Start `argv` as `name` in its own process group, appending its output to
-    `<workdir>/<name>.log`; does not wait for it to be ready."""
+    `<workdir>/<name>.log` (after a line naming the time and command, unless `banner` is
+    False); does not wait for it to be ready."""
     log_path = Path(workdir) / f"{name}.log"
     log_file = open(log_path, "ab")  # closed by Proc.finish_stop
-    log_file.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(argv)}\n".encode())
-    log_file.flush()
+    if banner:
+        log_file.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(argv)}\n".encode())
+        log_file.flush()
+    log_start = log_file.tell()
     popen = subprocess.Popen(
         list(argv),
         env=dict(env),
@@ -257,4 +274,4 @@ def spawn(
         cwd=cwd or workdir,
         start_new_session=True,  # own process group: signals reach forked children too
     )
-    return Proc(name, popen, log_path, log_file, role=role, argv=list(argv))
+    return Proc(name, popen, log_path, log_file, role=role, argv=list(argv), log_start=log_start)
