@@ -8,22 +8,22 @@ Bounded for CI: 200 clients for MAINTFLOW_LOAD_SECONDS (default 10). By hand:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.conftest import STEPS
-from tests.e2e.procs import Cluster
+from tests.kit.cluster import Cluster, cluster_env
+from tests.kit.logs import last_json_object
+from tests.kit.seed import STEPS
 
 pytestmark = pytest.mark.slow
 CLIENTS = int(os.environ.get("MAINTFLOW_LOAD_CLIENTS", "200"))
@@ -99,13 +99,19 @@ async def client_loop(
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
 
+async def created_ok(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = await client.post(url, json=body)
+    assert r.status_code == 201, (url, r.status_code, r.text)
+    return dict(r.json())
+
+
 async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    env = {"MAINTFLOW_DATABASE_URL": database_url, "MAINTFLOW_LOG_LEVEL": "WARNING"}
+    env = cluster_env(database_url, json_logs=False, log_level="WARNING")
     async with Cluster(tmp_path / "procs", env) as cluster:
         created = await cluster.run_cli("admin", "create-team", "load")
-        token = json.loads(created.strip().splitlines()[-1])["token"]
+        token = last_json_object(created)["token"]
         api = await cluster.start_api()
         limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
         async with httpx.AsyncClient(
@@ -116,28 +122,25 @@ async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
         ) as client:
             owned: list[dict[str, str]] = []
             for i in range(CLIENTS):
-                flow = (
-                    await client.post(
-                        "/v1/flows",
-                        json={"name": f"flow {i}", "flow_type": "maintenance", "steps": STEPS},
-                    )
-                ).json()
-                sched = (
-                    await client.post(
-                        "/v1/maintenance-schedules",
-                        json={"flow_id": flow["id"], "cron_expression": CRONS[0]},
-                    )
-                ).json()
-                owned.append({"flow_id": flow["id"], "schedule_id": sched["id"]})
-            shared = (
-                await client.post(
-                    "/v1/sessions/batch",
-                    json={
-                        "flow_id": owned[0]["flow_id"],
-                        "targets": [{"label": f"shared-{k}"} for k in range(100)],
-                    },
+                flow = await created_ok(
+                    client,
+                    "/v1/flows",
+                    {"name": f"flow {i}", "flow_type": "maintenance", "steps": STEPS},
                 )
-            ).json()
+                sched = await created_ok(
+                    client,
+                    "/v1/maintenance-schedules",
+                    {"flow_id": flow["id"], "cron_expression": CRONS[0]},
+                )
+                owned.append({"flow_id": flow["id"], "schedule_id": sched["id"]})
+            shared = await created_ok(
+                client,
+                "/v1/sessions/batch",
+                {
+                    "flow_id": owned[0]["flow_id"],
+                    "targets": [{"label": f"shared-{k}"} for k in range(100)],
+                },
+            )
             tally = Tally()
             deadline = time.monotonic() + SECONDS
             started = time.monotonic()
@@ -149,6 +152,7 @@ async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
             )
             elapsed = time.monotonic() - started
         api.check_alive()
+        cluster.assert_no_job_failures("api")
 
     total = sum(len(v) for v in tally.latencies.values())
     print(f"\n{CLIENTS} clients, {elapsed:.1f} s, {total} requests, {total / elapsed:.0f} req/s")
@@ -192,4 +196,3 @@ async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
     stale = {s: c for s, c in tally.last_cron.items() if crons.get(s) != c}
     assert not stale, f"{len(stale)} schedules lost their last acknowledged edit"
     assert len(tally.batches) > 0 and len(tally.last_cron) > 0
-    _ = uuid
