@@ -1,5 +1,7 @@
-"""guards on related records: a scheduled flow stays a maintenance flow, a target list in use
-cannot be deleted, an idempotency key remembers its request, one-off schedules in 5/6 fields
+"""guards on related records
+
+A scheduled flow stays a maintenance flow, a target list in use cannot be deleted, an idempotency
+key remembers its request, one-off schedules are stored in 5/6 fields pinned by their bounds.
 
 Revision ID: 0003
 Revises: 0002
