@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import redis
 
 from tests.kit.db import Probe
-from tests.kit.poll import poll_until
+from tests.kit.poll import poll_until, poll_until_sync
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 # Enough of a Redis server's configuration to start it again the same way (the rest stays at
@@ -114,17 +114,12 @@ def restart_redis(url: str, start_argv: Sequence[str]) -> float:
         client.shutdown(nosave=True)  # the server closing the connection is the success
     finally:
         client.close()
-    started = time.monotonic()
-    while _run_id(url) is not None:
-        if time.monotonic() - started > 10:
-            raise RuntimeError(f"Redis at {url} still answers 10 s after SHUTDOWN NOSAVE")
-        time.sleep(0.02)
+    what = f"Redis at {url} gone after SHUTDOWN NOSAVE"
+    poll_until_sync(lambda: _run_id(url) is None, 10, what, every=0.02)
     gone = time.monotonic()
     run_command(start_argv, timeout=30)
-    while (after := _run_id(url)) is None:
-        if time.monotonic() - gone > 30:
-            raise RuntimeError(f"Redis at {url} did not come back within 30 s")
-        time.sleep(0.02)
+    what = f"Redis at {url} answering again"
+    after = poll_until_sync(lambda: _run_id(url), 30, what, every=0.02)
     if after == before:
         raise RuntimeError(f"Redis at {url} has the same run_id after its restart")
     return time.monotonic() - gone
