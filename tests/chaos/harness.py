@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -38,7 +37,7 @@ from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.db import Probe, plain_pg_url
 from tests.kit.logs import json_objects, last_json_object
 from tests.kit.poll import poll_until
-from tests.kit.seed import STEPS
+from tests.kit.seed import STEPS, post_created
 
 REPO = Path(__file__).resolve().parents[2]
 CRON = "* * * * * *"  # every second: the 6th field is seconds
@@ -268,18 +267,20 @@ async def _create_schedules(api_url: str, token: str, config: ChaosConfig) -> Fl
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
         targets = [{"label": f"chaos-host-{i:03d}"} for i in range(config.targets)]
-        tl = await _post(client, "/v1/target-lists", {"name": "Chaos hosts", "targets": targets})
+        tl = await post_created(
+            client, "/v1/target-lists", {"name": "Chaos hosts", "targets": targets}
+        )
         labels = [t["label"] for t in tl["targets"]]
         gate = asyncio.Semaphore(API_CONCURRENCY)
 
         async def one(i: int) -> tuple[str, datetime]:
             async with gate:
-                flow = await _post(
+                flow = await post_created(
                     client,
                     "/v1/flows",
                     {"name": f"Chaos patch {i:04d}", "flow_type": "maintenance", "steps": STEPS},
                 )
-                body = await _post(
+                body = await post_created(
                     client,
                     "/v1/maintenance-schedules",
                     {
@@ -292,12 +293,6 @@ async def _create_schedules(api_url: str, token: str, config: ChaosConfig) -> Fl
 
         pairs = await asyncio.gather(*(one(i) for i in range(config.schedules)))
     return Fleet(token, api_url, dict(pairs), labels)
-
-
-async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.post(url, json=body)
-    assert resp.status_code in (200, 201), f"POST {url}: {resp.status_code} {resp.text}"
-    return dict(resp.json())
 
 
 async def _wait_all_fired(

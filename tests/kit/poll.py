@@ -17,14 +17,28 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _check(deadline: float) -> None:
-    if deadline < 0:
-        raise ValueError(f"deadline is a number of seconds to wait, not {deadline!r}")
+class _Attempts:
+    """The bookkeeping both pollers share: the deadline, the last value seen, the failure."""
 
+    def __init__(self, deadline: float, what: str, detail: Callable[[], str] | None) -> None:
+        if deadline < 0:
+            raise ValueError(f"deadline is a number of seconds to wait, not {deadline!r}")
+        self.deadline, self.what, self.detail = deadline, what, detail
+        self.ends = time.monotonic() + deadline
+        self.last: Any = None
 
-def _timeout(what: str, deadline: float, last: Any, detail: Callable[[], str] | None) -> str:
-    extra = f"\n{detail()}" if detail is not None else ""
-    return f"{what}: not within {deadline:g} s (last seen: {last!r}){extra}"
+    def answered(self, value: Any) -> bool:
+        """Record one attempt's value (or the ignored exception it raised): True if it is the
+        answer; AssertionError once the deadline has passed."""
+        self.last = value
+        if value and not isinstance(value, BaseException):
+            return True
+        if time.monotonic() >= self.ends:
+            extra = f"\n{self.detail()}" if self.detail is not None else ""
+            raise AssertionError(
+                f"{self.what}: not within {self.deadline:g} s (last seen: {value!r}){extra}"
+            )
+        return False
 
 
 async def poll_until(
@@ -37,21 +51,16 @@ async def poll_until(
     detail: Callable[[], str] | None = None,
 ) -> Any:
     """Await `predicate()` until it is truthy and return it; AssertionError after `deadline` s."""
-    _check(deadline)
-    ends = time.monotonic() + deadline
-    last: Any = None
+    attempts = _Attempts(deadline, what, detail)
     while True:
         try:
-            last = predicate()
-            if inspect.isawaitable(last):
-                last = await last
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
         except ignore as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= ends:
-            raise AssertionError(_timeout(what, deadline, last, detail))
+            value = exc
+        if attempts.answered(value):
+            return value
         await asyncio.sleep(every)
 
 
@@ -65,17 +74,12 @@ def poll_until_sync(
     detail: Callable[[], str] | None = None,
 ) -> Any:
     """`poll_until` for code without an event loop."""
-    _check(deadline)
-    ends = time.monotonic() + deadline
-    last: Any = None
+    attempts = _Attempts(deadline, what, detail)
     while True:
         try:
-            last = predicate()
+            value = predicate()
         except ignore as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= ends:
-            raise AssertionError(_timeout(what, deadline, last, detail))
+            value = exc
+        if attempts.answered(value):
+            return value
         time.sleep(every)

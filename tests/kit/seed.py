@@ -36,11 +36,20 @@ class Team(Protocol):
     ) -> httpx.Response: ...
 
 
-async def created(t: Team, url: str, body: Any) -> dict[str, Any]:
-    """POST `url` with a JSON body, asserted 201 Created; returns the JSON answer."""
-    r = await t.req("POST", url, json=body)
+def _created(url: str, r: httpx.Response) -> dict[str, Any]:
     assert r.status_code == 201, (url, r.status_code, r.text)
     return dict(r.json())
+
+
+async def created(t: Team, url: str, body: Any) -> dict[str, Any]:
+    """POST `url` with a JSON body as the team's admin, asserted 201 Created; returns the JSON
+    answer."""
+    return _created(url, await t.req("POST", url, json=body))
+
+
+async def post_created(client: httpx.AsyncClient, url: str, body: Any) -> dict[str, Any]:
+    """`created` on a client of a running API (authenticated by its default headers)."""
+    return _created(url, await client.post(url, json=body))
 
 
 async def new_flow(

@@ -14,7 +14,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.logs import last_json_object
-from tests.kit.seed import STEPS
+from tests.kit.seed import STEPS, post_created
 
 pytestmark = pytest.mark.slow
 CLIENTS = int(os.environ.get("MAINTFLOW_LOAD_CLIENTS", "200"))
@@ -99,12 +98,6 @@ async def client_loop(
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def created_ok(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = await client.post(url, json=body)
-    assert r.status_code == 201, (url, r.status_code, r.text)
-    return dict(r.json())
-
-
 async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
     tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -122,18 +115,18 @@ async def test_two_hundred_clients_get_no_5xx_and_lose_no_write(
         ) as client:
             owned: list[dict[str, str]] = []
             for i in range(CLIENTS):
-                flow = await created_ok(
+                flow = await post_created(
                     client,
                     "/v1/flows",
                     {"name": f"flow {i}", "flow_type": "maintenance", "steps": STEPS},
                 )
-                sched = await created_ok(
+                sched = await post_created(
                     client,
                     "/v1/maintenance-schedules",
                     {"flow_id": flow["id"], "cron_expression": CRONS[0]},
                 )
                 owned.append({"flow_id": flow["id"], "schedule_id": sched["id"]})
-            shared = await created_ok(
+            shared = await post_created(
                 client,
                 "/v1/sessions/batch",
                 {
