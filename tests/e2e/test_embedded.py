@@ -4,75 +4,27 @@ schedule made through the API produces batches and notifications; a second start
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.kit.dev import Dev, created, running_dev
 from tests.kit.logs import assert_no_job_failures
 from tests.kit.poll import poll_until_sync
-from tests.kit.procs import Proc, clean_environ, free_port, maintflow_command, spawn
+from tests.kit.procs import clean_environ, free_port, maintflow_command
+
+__all__ = ["Dev", "created", "running_dev"]  # tests/e2e/test_dev_guards.py imports them here
 
 pytestmark = pytest.mark.e2e
 READY_NOTE = "Maintenance run ready: Rotate certs — 2 sessions created"
 
 
-@dataclass
-class Dev:
-    proc: Proc
-    token: str
-    api: httpx.Client
-    exit_code: int | None = None  # after Ctrl-C; None: it had to be killed
-
-
-def _token(proc: Proc) -> str | None:
-    proc.check_alive()
-    for line in proc.log_text().splitlines():
-        if line.strip().startswith("token:"):
-            return line.split()[-1]
-    return None
-
-
-@contextmanager
-def running_dev(workdir: Path, port: int) -> Iterator[Dev]:
-    """`maintflow dev --port P` in `workdir`, ready (token printed, /healthz 200); stopped with
-    Ctrl-C (SIGINT) at the end of the block, its exit code in `exit_code`."""
-    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"})
-    proc = spawn("dev", [*maintflow_command(), "dev", "--port", str(port)], workdir, env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        what = "maintflow dev printed its token"
-        token = poll_until_sync(lambda: _token(proc), 60, what, detail=proc.tail)
-
-        def healthy() -> bool:
-            return httpx.get(f"{url}/healthz").status_code == 200
-
-        poll_until_sync(healthy, 30, "GET /healthz 200", ignore=(httpx.TransportError,))
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
-            dev = Dev(proc, token, api)
-            yield dev
-        proc.signal(signal.SIGINT)
-        dev.exit_code = proc.finish_stop(20)
-    finally:
-        if not proc.cleaned:  # the block failed: no need to be gentle
-            proc.finish_stop(0)
-
-
 def db_rows(workdir: Path, sql: str) -> list[Any]:
     with sqlite3.connect(workdir / ".maintflow" / "maintflow.db") as conn:
         return conn.execute(sql).fetchall()
-
-
-def created(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 def ready_batches(workdir: Path) -> int:
