@@ -7,6 +7,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tests.conftest import TeamCtx, new_flow, new_target_list
+from tests.kit.seed import created
+
+SCHEDULES = "/v1/maintenance-schedules"
 
 
 async def _launch(t: TeamCtx, **body: object) -> dict[str, object]:
@@ -133,13 +136,9 @@ async def test_an_idempotency_key_used_with_another_body_is_refused(team: TeamCt
     )
     assert again.status_code == 201 and again.json() == first.json()
     # Keys are per route and team: another route's key is free.
-    schedule = (
-        await team.req(
-            "POST",
-            "/v1/maintenance-schedules",
-            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
-        )
-    ).json()
+    schedule = await created(
+        team, SCHEDULES, {"flow_id": flow["id"], "cron_expression": "0 9 * * *"}
+    )
     run = await team.req(
         "POST", f"/v1/maintenance-schedules/{schedule['id']}/run-now", headers=headers
     )
@@ -265,13 +264,9 @@ async def test_list_pages_walk_every_item_once_with_its_own_rollup(team: TeamCtx
 
 async def test_batches_filter_by_trigger_and_creation_time(team: TeamCtx) -> None:
     flow = await new_flow(team)
-    schedule = (
-        await team.req(
-            "POST",
-            "/v1/maintenance-schedules",
-            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
-        )
-    ).json()
+    schedule = await created(
+        team, SCHEDULES, {"flow_id": flow["id"], "cron_expression": "0 9 * * *"}
+    )
     t0 = team.clock.now()
     manual = []
     for i in range(3):

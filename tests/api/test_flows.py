@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from tests.conftest import STEPS, TeamCtx, new_flow
+from tests.kit.seed import created
+
+SCHEDULES = "/v1/maintenance-schedules"
 
 
 async def test_create_a_maintenance_flow(team: TeamCtx) -> None:
@@ -74,13 +77,9 @@ async def test_flow_list_paginates_without_gaps(team: TeamCtx) -> None:
 
 async def test_a_scheduled_flow_cannot_stop_being_a_maintenance_flow(team: TeamCtx) -> None:
     flow = await new_flow(team)
-    schedule = (
-        await team.req(
-            "POST",
-            "/v1/maintenance-schedules",
-            json={"flow_id": flow["id"], "cron_expression": "0 9 * * *"},
-        )
-    ).json()
+    schedule = await created(
+        team, SCHEDULES, {"flow_id": flow["id"], "cron_expression": "0 9 * * *"}
+    )
     r = await team.req("PATCH", f"/v1/flows/{flow['id']}", json={"flow_type": "procedural"})
     assert r.status_code == 409, r.text
     assert schedule["id"] in r.json()["detail"] and "flow_type" in r.json()["detail"]

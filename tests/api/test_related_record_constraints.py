@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -84,16 +85,21 @@ async def _seed(backend: tuple[Sessions, Settings], clock: FakeClock) -> Seeded:
     return Seeded(team.id, flow.id, target_list.id, schedule.id)
 
 
+def _procedural(flow_id: uuid.UUID) -> sa.Update:
+    return sa.update(Flow).where(Flow.id == flow_id).values(flow_type="procedural")
+
+
+async def _refused(sessions: Sessions, statement: sa.Executable, params: Any = None) -> None:
+    with pytest.raises(IntegrityError):
+        async with sessions() as db, db.begin():
+            await db.execute(statement, params)
+
+
 async def test_the_database_refuses_to_change_a_scheduled_flows_type(
     backend: tuple[Sessions, Settings], clock: FakeClock
 ) -> None:
     seeded = await _seed(backend, clock)
-    sessions, _settings = backend
-    with pytest.raises(IntegrityError):
-        async with sessions() as db, db.begin():
-            await db.execute(
-                sa.update(Flow).where(Flow.id == seeded.flow_id).values(flow_type="procedural")
-            )
+    await _refused(backend[0], _procedural(seeded.flow_id))
 
 
 async def test_the_database_refuses_a_schedule_of_a_flow_that_is_not_maintenance(
@@ -103,9 +109,7 @@ async def test_the_database_refuses_a_schedule_of_a_flow_that_is_not_maintenance
     sessions, _settings = backend
     async with sessions() as db, db.begin():
         await db.execute(sa.delete(MaintenanceSchedule))
-        await db.execute(
-            sa.update(Flow).where(Flow.id == seeded.flow_id).values(flow_type="procedural")
-        )
+        await db.execute(_procedural(seeded.flow_id))
     schedule = {
         "id": uuid.uuid4(),
         "team_id": seeded.team_id,
@@ -117,19 +121,14 @@ async def test_the_database_refuses_a_schedule_of_a_flow_that_is_not_maintenance
         "created_at": clock.now(),
         "updated_at": clock.now(),
     }
-    with pytest.raises(IntegrityError):
-        async with sessions() as db, db.begin():
-            await db.execute(sa.insert(MaintenanceSchedule), schedule)
+    await _refused(sessions, sa.insert(MaintenanceSchedule), schedule)
 
 
 async def test_the_database_refuses_to_delete_a_list_a_schedule_uses(
     backend: tuple[Sessions, Settings], clock: FakeClock
 ) -> None:
     seeded = await _seed(backend, clock)
-    sessions, _settings = backend
-    with pytest.raises(IntegrityError):
-        async with sessions() as db, db.begin():
-            await db.execute(sa.delete(TargetList).where(TargetList.id == seeded.list_id))
+    await _refused(backend[0], sa.delete(TargetList).where(TargetList.id == seeded.list_id))
 
 
 async def test_deleting_a_team_still_deletes_its_lists_and_the_schedules_using_them(

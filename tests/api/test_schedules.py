@@ -3,6 +3,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import httpx
+
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.firing import claim_due
 from tests.conftest import TeamCtx, new_flow, new_target_list
@@ -251,14 +253,16 @@ async def test_patch_is_active_is_pause_without_a_reason_and_resume(team: TeamCt
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "is_active"]
 
 
-async def test_a_one_off_run_at_without_an_offset_is_refused_naming_it(team: TeamCtx) -> None:
-    flow = await new_flow(team)
-    r = await _create(
-        team,
-        flow_id=flow["id"],
-        timezone="Europe/Berlin",
-        recurrence={"type": "once", "run_at": "2026-12-24T18:00:00"},
+async def _once_in_berlin(team: TeamCtx, run_at: str) -> httpx.Response:
+    flow = await new_flow(team, name=f"once {run_at}")
+    once = {"type": "once", "run_at": run_at}
+    return await team.req(
+        "POST", URL, json={"flow_id": flow["id"], "timezone": "Europe/Berlin", "recurrence": once}
     )
+
+
+async def test_a_one_off_run_at_without_an_offset_is_refused_naming_it(team: TeamCtx) -> None:
+    r = await _once_in_berlin(team, "2026-12-24T18:00:00")
     assert r.status_code == 422, r.text  # type: ignore[attr-defined]
     (error,) = r.json()["detail"]  # type: ignore[attr-defined]
     assert error["loc"][:2] == ["body", "recurrence"] and error["loc"][-1] == "run_at"
@@ -268,13 +272,7 @@ async def test_a_one_off_run_at_without_an_offset_is_refused_naming_it(team: Tea
 async def test_a_one_off_is_answered_with_a_cron_the_api_takes_and_fires_once(
     team: TeamCtx, settings: Settings
 ) -> None:
-    flow = await new_flow(team)
-    r = await _create(
-        team,
-        flow_id=flow["id"],
-        timezone="Europe/Berlin",
-        recurrence={"type": "once", "run_at": "2026-12-24T18:00:15.5+01:00"},
-    )
+    r = await _once_in_berlin(team, "2026-12-24T18:00:15.5+01:00")
     assert r.status_code == 201, r.text  # type: ignore[attr-defined]
     s = r.json()  # type: ignore[attr-defined]
     assert s["cron_expression"] == "0 18 24 12 * 15"  # seconds 6th, as the API reads them

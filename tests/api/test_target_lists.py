@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from tests.conftest import TeamCtx, new_flow, new_target_list
+from tests.kit.seed import created
 
 
 async def test_create_read_replace_delete_a_target_list(team: TeamCtx) -> None:
@@ -55,7 +56,7 @@ async def test_a_list_a_schedule_uses_cannot_be_deleted_until_detached(team: Tea
     for name in ("Patch RDS", "Rotate certs"):
         flow = await new_flow(team, name=name)
         body = {"flow_id": flow["id"], "cron_expression": "0 9 * * *", "target_list_id": tl["id"]}
-        schedules.append((await team.req("POST", "/v1/maintenance-schedules", json=body)).json())
+        schedules.append(await created(team, "/v1/maintenance-schedules", body))
     r = await team.req("DELETE", f"/v1/target-lists/{tl['id']}")
     assert r.status_code == 409, r.text
     detail = r.json()["detail"]
