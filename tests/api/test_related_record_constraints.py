@@ -23,11 +23,12 @@ from maintflow_core.schemas.flows import FlowCreate
 from maintflow_core.schemas.schedules import ScheduleCreate
 from maintflow_core.schemas.targets import TargetListCreate
 from maintflow_core.settings import Settings
+from maintflow_core.usecases import schedules
 from maintflow_core.usecases.flows import create_flow
 from maintflow_core.usecases.schedules import create_schedule
 from maintflow_core.usecases.target_lists import create_target_list
 from maintflow_core.usecases.teams import create_team
-from tests.conftest import STEPS
+from tests.conftest import STEPS, TeamCtx, new_flow, new_target_list
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -141,3 +142,25 @@ async def test_deleting_a_team_still_deletes_its_lists_and_the_schedules_using_t
     async with sessions() as db:
         for model in (Flow, TargetList, MaintenanceSchedule):
             assert await db.scalar(sa.select(sa.func.count()).select_from(model)) == 0
+
+
+async def test_a_flow_retyped_while_its_schedule_is_created_is_a_400_not_a_500(
+    team: TeamCtx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the key closes: the flow is read as a maintenance flow, then another request
+    changes its type before the schedule's insert."""
+    flow = await new_flow(team)
+    tl = await new_target_list(team, 1)
+    read_list = schedules.get_target_list
+
+    async def list_then_retype(db: AsyncSession, *args: Any, **kw: Any) -> Any:
+        async with team.sessions() as other, other.begin():
+            await other.execute(_procedural(uuid.UUID(flow["id"])))
+        return await read_list(db, *args, **kw)
+
+    monkeypatch.setattr(schedules, "get_target_list", list_then_retype)
+    body = {"flow_id": flow["id"], "cron_expression": "0 9 * * *", "target_list_id": tl["id"]}
+    r = await team.req("POST", "/v1/maintenance-schedules", json=body)
+    assert r.status_code == 400 and "procedural" in r.json()["detail"], r.text
+    async with team.sessions() as db:
+        assert await db.scalar(sa.select(sa.func.count()).select_from(MaintenanceSchedule)) == 0
