@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_embedded import Dev, created, running_dev
+from tests.kit.dev import Dev, created, running_dev
 from tests.kit.logs import assert_no_job_failures
 from tests.kit.poll import poll_until_sync
 from tests.kit.procs import free_port
