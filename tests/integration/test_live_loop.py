@@ -123,11 +123,11 @@ async def test_api_changes_reach_the_running_leader_within_two_seconds(
     )
     assert r.status_code == 200, r.text
     assert await wait_for_fire_after(sessions, sid, datetime.now(UTC)) < 2.0
+    fired = {bid for bid, of in (await batches_by_schedule(sessions)).items() if of is not None}
     r = await client.delete(f"/v1/maintenance-schedules/{sid}")
     deleted_at = datetime.now(UTC)
     assert r.status_code == 204, r.text
     assert (await client.get(f"/v1/maintenance-schedules/{sid}")).status_code == 404
-    fired = {bid for bid, of in (await batches_by_schedule(sessions)).items() if of is not None}
     await asyncio.sleep(2.5)
     after = await batches_by_schedule(sessions)
     async with sessions() as db:

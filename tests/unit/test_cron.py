@@ -609,20 +609,15 @@ def test_next_fire_takes_one_croniter_step_away_from_dst_changes(
         ({"type": "weekly", "days": ["sun", "Mon"], "time": "00:05"}, "UTC", "5 0 * * mon,sun"),
         ({"type": "monthly", "day": 15, "time": "09:00"}, "UTC", "0 9 15 * *"),
         ({"type": "monthly", "day": 31, "time": "09:00"}, "UTC", "0 9 31 * *"),
-        (
-            {"type": "once", "run_at": "2027-03-01T09:00:00+01:00"},
-            "Europe/Paris",
-            "0 9 1 3 * 0 2027",
-        ),
-        ({"type": "once", "run_at": "2027-03-01T08:00:00Z"}, "Europe/Paris", "0 9 1 3 * 0 2027"),
-        ({"type": "once", "run_at": "2027-03-01T09:00:15"}, NY, "0 9 1 3 * 15 2027"),
-        ({"type": "once", "run_at": utc(2027, 7, 1, 12, 30, 5)}, NY, "30 8 1 7 * 5 2027"),
-        ({"type": "once", "run_at": naive(2027, 7, 1, 12, 30, 5)}, NY, "30 12 1 7 * 5 2027"),
-        (
-            {"type": "once", "run_at": "2027-07-01T12:30:05.900000+00:00"},
-            "UTC",
-            "30 12 1 7 * 5 2027",
-        ),
+        # A one-off is its wall time in the schedule's zone, in the 5 or 6 fields the API
+        # accepts (seconds only when not 0); the schedule pins it to one instant (start_at =
+        # end_at = one_off_instant(run_at)), the expression alone fires every year.
+        ({"type": "once", "run_at": "2027-03-01T09:00:00+01:00"}, "Europe/Paris", "0 9 1 3 *"),
+        ({"type": "once", "run_at": "2027-03-01T08:00:00Z"}, "Europe/Paris", "0 9 1 3 *"),
+        ({"type": "once", "run_at": "2027-03-01T09:00:15"}, NY, "0 9 1 3 * 15"),
+        ({"type": "once", "run_at": utc(2027, 7, 1, 12, 30, 5)}, NY, "30 8 1 7 * 5"),
+        ({"type": "once", "run_at": naive(2027, 7, 1, 12, 30, 5)}, NY, "30 12 1 7 * 5"),
+        ({"type": "once", "run_at": "2027-07-01T12:30:05.900000+00:00"}, "UTC", "30 12 1 7 * 5"),
     ],
 )
 def test_recurrence_preset_becomes_a_cron_expression(
@@ -633,10 +628,22 @@ def test_recurrence_preset_becomes_a_cron_expression(
     assert cron.parse(expression, zone).expression == expected
 
 
-def test_once_preset_fires_at_run_at() -> None:
+def test_once_preset_fires_at_run_at_its_pinned_instant() -> None:
     run_at = "2027-03-01T09:00:00+01:00"
     spec = cron.parse(cron.recurrence_to_cron({"type": "once", "run_at": run_at}, NY), NY)
-    assert cron.fire_times(spec, utc(2026, 1, 1), 3) == [datetime.fromisoformat(run_at)]
+    instant = cron.one_off_instant(datetime.fromisoformat(run_at))
+    assert instant == utc(2027, 3, 1, 8)
+    # The expression fires at run_at's wall time every year; at the pinned instant it fires.
+    assert cron.next_fire(spec, instant - timedelta(seconds=1)) == instant
+    assert cron.fire_times(spec, utc(2026, 1, 1), 2) == [utc(2026, 3, 1, 8), instant]
+
+
+def test_a_one_off_instant_is_whole_seconds_in_utc_and_needs_an_offset() -> None:
+    aware = datetime.fromisoformat("2027-07-01T14:30:05.900000+02:00")
+    assert cron.one_off_instant(aware) == utc(2027, 7, 1, 12, 30, 5)
+    with pytest.raises(InvalidField) as caught:
+        cron.one_off_instant(naive(2027, 7, 1, 12, 30, 5))
+    assert caught.value.field == "recurrence.run_at"
 
 
 def test_monthly_preset_on_the_31st_skips_shorter_months() -> None:
