@@ -9,7 +9,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
+from maintflow_core.settings import Settings
+
 ENV_PREFIX = "MAINTFLOW_CHAOS_"
+# ChaosConfig field -> the maintflow setting it sets in every process.
+SETTINGS = {
+    "lease_s": "scheduler_lease_s",
+    "renew_s": "scheduler_renew_interval_s",
+    "reconcile_after_s": "reconcile_after_s",
+    "reconcile_interval_s": "reconcile_interval_s",
+    "heartbeat_timeout_ms": "broker_heartbeat_timeout_ms",
+    "maintenance_chance": "broker_maintenance_chance",
+    "db_pool_size": "db_pool_size",
+    "db_max_overflow": "db_max_overflow",
+}
+
+
+def shipped(setting: str) -> Any:
+    """The default a user runs (not the test process's environment)."""
+    return Settings.model_fields[setting].default
 
 
 @dataclass(frozen=True)
@@ -39,19 +57,19 @@ class ChaosConfig:
     warmup_s: float = 5.0  # every schedule firing before the first fault
     settle_timeout_s: float = 600.0  # after pausing, every batch must be ready within this
 
-    # maintflow settings of the processes (MAINTFLOW_*).
-    lease_s: float = 3.0
-    renew_s: float = 1.0
-    reconcile_after_s: float = 8.0
-    reconcile_interval_s: float = 2.0
-    heartbeat_timeout_ms: int = 5000
-    maintenance_chance: int = 100_000
-    # Per process: 8 kept, no overflow. 1 API + 3 schedulers + 2 workers (each a SQLAlchemy pool
-    # and the fan-out's asyncpg pool) stay under the shared server's max_connections (100); an
-    # overflow would open and close a connection per use once more than 8 are busy (a fork of a
-    # PostgreSQL backend each time: it halved the fan-out rate here).
-    db_pool_size: int = 8
-    db_max_overflow: int = 0
+    # maintflow settings of the processes (MAINTFLOW_*): the shipped defaults, because recovery
+    # is promised at the defaults users run. A faster profile for long runs by hand sets them
+    # with MAINTFLOW_CHAOS_<FIELD> (e.g. LEASE_S=3 RENEW_S=1 RECONCILE_AFTER_S=8).
+    lease_s: float = shipped("scheduler_lease_s")
+    renew_s: float = shipped("scheduler_renew_interval_s")
+    reconcile_after_s: float = shipped("reconcile_after_s")
+    reconcile_interval_s: float = shipped("reconcile_interval_s")
+    heartbeat_timeout_ms: int = shipped("broker_heartbeat_timeout_ms")
+    maintenance_chance: int = shipped("broker_maintenance_chance")
+    # Per process, as shipped: 1 API (20) + 3 schedulers (6 each) + 2 workers (2 x 8 threads)
+    # = 70 connections, inside the shared server's max_connections (docs/operations.md).
+    db_pool_size: int = shipped("db_pool_size")
+    db_max_overflow: int = shipped("db_max_overflow")
 
     # How the run's servers (those of its URLs) are restarted, as shell words. Empty: a
     # command derived from the running server (see servers.py).
@@ -75,6 +93,15 @@ class ChaosConfig:
         }
         return {kind for kind, on in enabled.items() if on}
 
+    def settings(self) -> dict[str, Any]:
+        """The maintflow settings this run gives every process."""
+        return {theirs: getattr(self, mine) for mine, theirs in SETTINGS.items()}
+
+    def profile(self) -> str:
+        """ "shipped defaults" when every recovery setting is the one users run."""
+        tuned = [k for k, setting in SETTINGS.items() if getattr(self, k) != shipped(setting)]
+        return "shipped defaults" if not tuned else "tuned: " + ", ".join(tuned)
+
     def with_env(self, environ: Mapping[str, str] | None = None) -> ChaosConfig:
         """A copy with every field that has a MAINTFLOW_CHAOS_<FIELD> variable replaced."""
         environ = os.environ if environ is None else environ
@@ -97,7 +124,8 @@ class ChaosConfig:
             f"({self.freeze_s:g} s), Redis restart {'on' if self.restart_redis else 'off'}, "
             f"PostgreSQL restart {'on' if self.restart_postgres else 'off'}; "
             f"lease {self.lease_s:g} s, renew {self.renew_s:g} s, "
-            f"reconcile after {self.reconcile_after_s:g} s"
+            f"reconcile after {self.reconcile_after_s:g} s, heartbeat timeout "
+            f"{self.heartbeat_timeout_ms / 1000:g} s ({self.profile()})"
         )
 
 

@@ -42,6 +42,7 @@ class Fault:
     target: str
     detail: str = ""
     failed: str = ""  # why it could not be injected
+    takeover_s: float | None = None  # leader faults: until another replica held a newer lease
 
     def __str__(self) -> str:
         detail = f" {self.detail}" if self.detail else ""
@@ -446,8 +447,9 @@ class FaultInjector:
             except AssertionError:
                 self.fail(fault, f"no other replica took over within {TAKEOVER_WAIT_S:g} s")
                 return
+            fault.takeover_s = time.monotonic() - started
             fault.detail += (
-                f"; {proc.name} leads (epoch {new_epoch}) after {time.monotonic() - started:.1f} s"
+                f"; {proc.name} leads (epoch {new_epoch}) after {fault.takeover_s:.1f} s"
             )
 
         task = asyncio.get_running_loop().create_task(measure())

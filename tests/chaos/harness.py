@@ -22,13 +22,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlalchemy.engine import make_url
 
 from maintflow_core.queues import QUEUES
+from tests.chaos import recovery
 from tests.chaos.config import ChaosConfig
 from tests.chaos.faults import FaultInjector, Monitor, Supervisor, holder_running
 from tests.chaos.servers import Restarts, plan_restarts
@@ -66,14 +67,7 @@ def process_env(
         redis_url,
         namespace,
         min_schedule_interval_s=1,
-        scheduler_lease_s=config.lease_s,
-        scheduler_renew_interval_s=config.renew_s,
-        reconcile_after_s=config.reconcile_after_s,
-        reconcile_interval_s=config.reconcile_interval_s,
-        broker_heartbeat_timeout_ms=config.heartbeat_timeout_ms,
-        broker_maintenance_chance=config.maintenance_chance,
-        db_pool_size=config.db_pool_size,
-        db_max_overflow=config.db_max_overflow,
+        **config.settings(),
     )
 
 
@@ -126,6 +120,7 @@ async def run_chaos(
             fleet = await _setup(cluster, supervisor, probe, config, log)
             setup_s = time.monotonic() - started
             t0 = time.monotonic()
+            t0_wall = datetime.now(UTC)
             supervisor.t0 = t0
             monitor = Monitor(probe, t0, holder_running(cluster))
             injector = FaultInjector(cluster, supervisor, probe, config, t0, log, restarts)
@@ -151,6 +146,7 @@ async def run_chaos(
             supervisor.check()  # a death during the last moments counts too
             monitor.write_csv(workdir / "timeline.csv")
             verdict = await verify(probe, fleet.first_instants, fleet.labels)
+            recoveries = await recovery.measure(probe, injector.faults, t0_wall)
             events = _log_events(cluster)
             report = ChaosReport(
                 config=config,
@@ -174,6 +170,7 @@ async def run_chaos(
                 warnings=_code_warnings(code_before, code_stamp()),
                 harness_errors=stopped,
                 probe_errors=dict(probe.errors),
+                recoveries=recoveries,
             )
     finally:
         await probe.close()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tests.chaos.config import ChaosConfig
 from tests.chaos.faults import Death, Fault
+from tests.chaos.recovery import Recovery, worst_by_kind
 from tests.kit.invariants import READY_EVENT, Verdict, verify
 
 __all__ = ["ChaosReport", "Verdict", "verify"]
@@ -39,6 +40,7 @@ class ChaosReport:
     warnings: list[str] = field(default_factory=list)
     harness_errors: list[str] = field(default_factory=list)  # the harness itself went wrong
     probe_errors: dict[str, int] = field(default_factory=dict)  # harness queries that failed
+    recoveries: list[Recovery] = field(default_factory=list)  # per fault (see recovery.py)
 
     @property
     def failures(self) -> list[str]:
@@ -86,6 +88,15 @@ class ChaosReport:
             f"(from {self.leaderless[0]:.1f} s), {self.tickless[1]:.1f} s without a tick "
             f"(from {self.tickless[0]:.1f} s), {t.longest_batch_gap_s:.1f} s between two batches "
             f"({t.longest_batch_gap_at}); {self.leader_changes} changes of leader",
+            "recovery (fault -> the batches it hit complete), worst by kind: "
+            + (
+                ", ".join(
+                    f"{kind} {r.delay_s:.1f} s" if r.delay_s is not None else f"{kind} never"
+                    for kind, r in sorted(worst_by_kind(self.recoveries).items())
+                )
+                or "no fault"
+            ),
+            *(f"  {r}" for r in self.recoveries),
             f"fire lag (created_at - scheduled_for): max {t.max_fire_lag_s:.1f} s, "
             f"p99 {t.p99_fire_lag_s:.1f} s",
             f"throughput: {c.sessions} sessions in {drained:.0f} s from first fire to last ready "
