@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
+from maintflow_core.models import Batch
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
 from maintflow_workers.broker import build_broker
@@ -39,23 +40,32 @@ def scheduler(
     return SchedulerService(settings, sessions, clock, broker, holder_id=name)
 
 
+def _query(sql: str, params: dict[str, Any]) -> sa.TextClause:
+    """`sql` with its parameters bound by type: a UUID as the Uuid column type stores it (SQLite
+    keeps it as hex text), so the same text runs on both databases."""
+    return sa.text(sql).bindparams(
+        *(
+            sa.bindparam(name, value, type_=sa.Uuid if isinstance(value, uuid.UUID) else None)
+            for name, value in params.items()
+        )
+    )
+
+
 async def scalar(t: TeamCtx, sql: str, **params: Any) -> Any:
     async with t.sessions() as db:
-        return await db.scalar(sa.text(sql), params)
+        return await db.scalar(_query(sql, params))
 
 
 async def rows(t: TeamCtx, sql: str, **params: Any) -> list[Any]:
     async with t.sessions() as db:
-        return list((await db.execute(sa.text(sql), params)).all())
+        return list((await db.execute(_query(sql, params))).all())
 
 
 async def fired_instants(t: TeamCtx, schedule_id: str) -> list[Any]:
-    return [
-        r[0]
-        for r in await rows(
-            t,
-            "SELECT scheduled_for FROM batches WHERE schedule_id = :s AND trigger = 'schedule' "
-            "ORDER BY scheduled_for",
-            s=uuid.UUID(schedule_id),
+    async with t.sessions() as db:
+        found = await db.scalars(
+            sa.select(Batch.scheduled_for)
+            .where(Batch.schedule_id == uuid.UUID(schedule_id), Batch.trigger == "schedule")
+            .order_by(Batch.scheduled_for)
         )
-    ]
+        return list(found)

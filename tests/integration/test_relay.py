@@ -5,12 +5,22 @@ claim passes are done, not between them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
 
 from maintflow_core.clock import FakeClock
+from maintflow_core.models import Batch
 from maintflow_core.queues import FANOUT_QUEUE
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
@@ -26,21 +36,32 @@ def fanout_messages(svc: SchedulerService) -> list[str]:
     return [str(m) for m in list(queue.queue)]
 
 
-def record_publishes(svc: SchedulerService, team: TeamCtx) -> list[tuple[int, list[str]]]:
+@pytest.fixture
+async def reader(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """For reads made while the relay holds its transaction open. On SQLite maintflow's own
+    connections begin every transaction by taking the write lock, which the relay holds; a plain
+    engine reads what is committed without it (on PostgreSQL it makes no difference)."""
+    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+def record_publishes(svc: SchedulerService, reader: AsyncEngine) -> list[tuple[int, list[str]]]:
     """Wrap the relay's publisher: for each publish, how many scheduled batches existed then,
     and the kinds of batch (trigger) it published."""
     calls: list[tuple[int, list[str]]] = []
     publish = svc._publish
 
     async def recording(rows: Any) -> None:
-        fired = await scalar(team, "SELECT count(*) FROM batches WHERE trigger = 'schedule'")
-        triggers = [
-            await scalar(
-                team, "SELECT trigger FROM batches WHERE id = :b", b=uuid.UUID(payload["batch_id"])
-            )
-            for _id, _kind, payload in rows
-        ]
-        calls.append((int(fired), triggers))
+        async with reader.connect() as conn:
+            fired = await conn.scalar(sa.select(sa.func.count()).where(Batch.trigger == "schedule"))
+            triggers = [
+                await conn.scalar(
+                    sa.select(Batch.trigger).where(Batch.id == uuid.UUID(payload["batch_id"]))
+                )
+                for _id, _kind, payload in rows
+            ]
+        calls.append((int(fired or 0), [str(t) for t in triggers]))
         await publish(rows)
 
     svc._publish = recording  # type: ignore[method-assign]
@@ -77,13 +98,13 @@ async def test_a_tick_that_fires_nothing_still_publishes_a_run_now(
 
 
 async def test_a_run_now_is_published_between_the_passes_of_a_long_claim(
-    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock, reader: AsyncEngine
 ) -> None:
     settings = settings.model_copy(update={"scheduler_claim_batch": 2, "relay_interval_s": 0})
     run_now = await storm_due(team, clock, schedules=7)
     svc = scheduler(settings, sessions, clock)
     await svc.renew()
-    calls = record_publishes(svc, team)
+    calls = record_publishes(svc, reader)
 
     fired = await svc.tick()
 
@@ -97,7 +118,7 @@ async def test_a_run_now_is_published_between_the_passes_of_a_long_claim(
 
 
 async def test_a_storm_publishes_its_own_batches_after_its_claim_passes(
-    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock, reader: AsyncEngine
 ) -> None:
     settings = settings.model_copy(update={"scheduler_claim_batch": 2, "relay_interval_s": 0})
     clock.set(T9 - timedelta(minutes=1))
@@ -106,7 +127,7 @@ async def test_a_storm_publishes_its_own_batches_after_its_claim_passes(
     clock.set(T9 + timedelta(milliseconds=100))
     svc = scheduler(settings, sessions, clock)
     await svc.renew()
-    calls = record_publishes(svc, team)
+    calls = record_publishes(svc, reader)
 
     await svc.tick()
 

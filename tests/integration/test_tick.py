@@ -8,9 +8,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
+from maintflow_core.models import MaintenanceSchedule
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.firing import claim_due
 from tests.conftest import TeamCtx
@@ -85,9 +87,7 @@ async def test_a_stale_leader_replaying_an_instant_creates_nothing(
     # A leader that read the row before the commit would try the same instant again.
     async with sessions() as db, db.begin():
         await db.execute(
-            __import__("sqlalchemy").text(
-                "UPDATE maintenance_schedules SET next_run_at = '2026-06-01T10:00:00+00' "
-            )
+            sa.update(MaintenanceSchedule).values(next_run_at=at("2026-06-01T10:00:00+00:00"))
         )
         replay = await claim_due(db, now, settings)
     assert replay.batch_ids == [] and replay.duplicates == 1
