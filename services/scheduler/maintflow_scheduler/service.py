@@ -30,6 +30,7 @@ from maintflow_workers.broker import enqueue_many, oldest_queued_at, requeue_fro
 
 log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50
+STOP_GRACE_S = 10.0  # a claim pass waits for a lock at most a renew interval (lock_timeout)
 
 
 def make_holder_id() -> str:
@@ -54,6 +55,7 @@ class SchedulerService:
         self._leader_since: float | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._claiming = False
+        self._running: set[asyncio.Task[Any]] = set()
         self._relay_lock = asyncio.Lock()
         self._relayed_at = -math.inf
 
@@ -191,10 +193,15 @@ class SchedulerService:
             await asyncio.to_thread(requeue_from_dead_workers, self.broker)
 
     async def _guarded(self, name: str, job: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
         try:
             await job()
         except Exception:
             log.exception("scheduler_job_failed", extra={"job": name})
+        finally:
+            self._running.discard(task)
 
     def start(self) -> None:
         """Start the periodic jobs on the running event loop."""
@@ -216,6 +223,12 @@ class SchedulerService:
 
     async def stop(self) -> None:
         if self._scheduler is not None:
+            # No new runs, and let the running ones finish: each is one transaction at a time,
+            # so cancelling one is safe, but APScheduler would log the cancellation as a
+            # failure with a traceback, and a clean stop must not look like one.
+            self._scheduler.pause()
+            if self._running:
+                await asyncio.wait(set(self._running), timeout=STOP_GRACE_S)
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         if self.leadership is not None:
