@@ -104,6 +104,18 @@ def redis_error(url: str, timeout: float = 2.0) -> str | None:
     return None
 
 
+def shutdown_redis(url: str) -> None:
+    """SHUTDOWN NOSAVE the Redis server at `url`, if one still answers there."""
+    import redis
+
+    with contextlib.suppress(Exception):
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.shutdown(nosave=True)
+        finally:
+            client.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -192,6 +204,8 @@ def start_throwaway_redis(stack: contextlib.ExitStack) -> str:
         proc = subprocess.Popen([exe, *args, "--dir", tmp], stdout=out, stderr=out, cwd=tmp,
                                 start_new_session=True)  # fmt: skip
 
+    url = f"redis://127.0.0.1:{port}/0"
+
     def stop() -> None:
         proc.terminate()
         try:
@@ -199,9 +213,11 @@ def start_throwaway_redis(stack: contextlib.ExitStack) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        # The chaos test restarts the server it is given: the one listening now may be a
+        # daemon that this process did not start.
+        shutdown_redis(url)
 
     stack.callback(stop)
-    url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 15
     while (err := redis_error(url, timeout=1)) is not None:
         if proc.poll() is not None or time.monotonic() > deadline:
