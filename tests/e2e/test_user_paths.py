@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +25,10 @@ import redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.settings import Settings
-from tests.e2e.procs import Cluster, Proc
+from tests.kit.cluster import Cluster, cluster_env
+from tests.kit.logs import assert_no_job_failures, last_json_object
+from tests.kit.poll import poll_until
+from tests.kit.procs import Proc
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +37,6 @@ STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Patch"},
     {"id": "end", "type": "procedure_end", "title": "Done"},
 ]
-T = TypeVar("T")
 
 
 @dataclass
@@ -95,26 +96,10 @@ class Running:
         return "\n".join(p.log_text() for p in self.cluster.procs.values())
 
 
-async def poll(
-    probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, cluster: Cluster
-) -> T:
-    """Call `probe` until it returns something other than None (or False) and return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await probe()
-        if got is not None and got is not False:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{cluster.logs(40)}")
-        await asyncio.sleep(0.2)
-
-
 def assert_quiet_logs(r: Running) -> None:
     """A fault-free run: no periodic job failed, nothing raised."""
     for proc in r.cluster.procs.values():
-        text = proc.log_text()
-        assert "scheduler_job_failed" not in text, f"{proc.name}:\n{proc.tail(80)}"
-        assert "Traceback (most recent call last)" not in text, f"{proc.name}:\n{proc.tail(80)}"
+        assert_no_job_failures(proc.log_text(), proc.name)
 
 
 @pytest.fixture
@@ -126,16 +111,10 @@ async def running(
     sessions: async_sessionmaker[AsyncSession],  # requesting it truncates the tables first
 ) -> AsyncIterator[Running]:
     """A team, then the API, two schedulers and one worker, every setting at its default."""
-    env = {
-        "MAINTFLOW_DATABASE_URL": database_url,
-        "MAINTFLOW_REDIS_URL": redis_url,
-        "MAINTFLOW_BROKER_NAMESPACE": redis_namespace,
-        "MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1",
-        "MAINTFLOW_LOG_FORMAT": "json",
-    }
+    env = cluster_env(database_url, redis_url, redis_namespace, min_schedule_interval_s=1)
     async with Cluster(tmp_path / "procs", env) as cluster:
         created = await cluster.run_cli("admin", "create-team", "e2e")
-        token = json.loads(created.strip().splitlines()[-1])["token"]
+        token = last_json_object(created)["token"]
         api, *_ = await asyncio.gather(
             cluster.start_api(),
             cluster.start_scheduler("scheduler-a"),
@@ -153,7 +132,9 @@ async def complete_batch(r: Running, batch_id: str, count: int, timeout: float) 
         batch = await r.batch(batch_id)
         return batch if batch["ready_at"] and len(batch["sessions"]) == count else None
 
-    return await poll(done, timeout, f"batch {batch_id} with {count} sessions", r.cluster)
+    return await poll_until(
+        done, timeout, f"batch {batch_id} with {count} sessions", detail=r.cluster.logs
+    )
 
 
 # ---- run-now ---------------------------------------------------------------------------------
@@ -180,7 +161,7 @@ async def test_run_now_creates_sessions_and_notifies_within_seconds(running: Run
         notes = [n for n in await r.ready_notifications() if n["batch_id"] == batch_id]
         return notes or None
 
-    notes = await poll(notified, 5, "batch.ready notification", r.cluster)
+    notes = await poll_until(notified, 5, "batch.ready notification", detail=r.cluster.logs)
     assert [n["message"] for n in notes] == ["Maintenance run ready: Run-now — 2 sessions created"]
     assert [b["batch_id"] for b in await r.batches(schedule["id"])] == [batch_id]
     assert_quiet_logs(r)
@@ -199,7 +180,7 @@ async def test_a_five_field_cron_fires_on_the_minute(running: Running) -> None:
         batches = await r.batches(schedule["id"])
         return batches if batches and batches[0]["ready_at"] else None
 
-    batches = await poll(fired, 75, "the first minute's batch", r.cluster)
+    batches = await poll_until(fired, 75, "the first minute's batch", detail=r.cluster.logs)
     assert len(batches) == 1
     assert datetime.fromisoformat(batches[0]["scheduled_for"]) == first
     assert batches[0]["progress"] == "0/3" and batches[0]["target_count"] == 3
@@ -213,7 +194,7 @@ async def test_pause_then_resume_fires_nothing_in_between(running: Running) -> N
     r = running
     schedule = await r.schedule("Pausable", ["p-1"], "* * * * * */2")
     sid = schedule["id"]
-    await poll(lambda: _at_least(r, sid, 2), 15, "two fires", r.cluster)
+    await poll_until(lambda: _at_least(r, sid, 2), 15, "two fires", detail=r.cluster.logs)
 
     paused = await r.client.post(f"/v1/maintenance-schedules/{sid}/pause", json={})
     assert paused.status_code == 200 and paused.json()["is_active"] is False
@@ -226,7 +207,9 @@ async def test_pause_then_resume_fires_nothing_in_between(running: Running) -> N
     assert datetime.fromisoformat(resumed.json()["next_run_at"]) >= resumed_at.replace(
         microsecond=0
     )
-    await poll(lambda: _at_least(r, sid, fired_before + 2), 15, "fires after resume", r.cluster)
+    await poll_until(
+        lambda: _at_least(r, sid, fired_before + 2), 15, "fires after resume", detail=r.cluster.logs
+    )
 
     batches = await r.batches(sid)
     inside = [
@@ -261,7 +244,9 @@ async def test_each_misfire_policy_after_every_scheduler_was_down_past_the_grace
         for p in policies
     }
     for s in schedules.values():
-        await poll(lambda s=s: _at_least(r, s["id"], 1), 15, "a first fire", r.cluster)
+        await poll_until(
+            lambda s=s: _at_least(r, s["id"], 1), 15, "a first fire", detail=r.cluster.logs
+        )
     for proc in r.cluster.schedulers:
         assert r.cluster.stop(proc.name) == 0
     last_before = {
@@ -278,7 +263,9 @@ async def test_each_misfire_policy_after_every_scheduler_was_down_past_the_grace
         fired_again = all(any(_instant(b) > last_before[p] for b in got[p]) for p in policies)
         return got if fired_again else None
 
-    batches = await poll(caught_up, 30, "a fire after the restart for every policy", r.cluster)
+    batches = await poll_until(
+        caught_up, 30, "a fire after the restart for every policy", detail=r.cluster.logs
+    )
     for policy in policies:
         after = sorted(
             (b for b in batches[policy] if _instant(b) > last_before[policy]), key=_instant
@@ -323,7 +310,7 @@ async def test_redis_flushed_mid_fanout_is_redriven_by_the_reconciler(running: R
         )
         return 0 < rows[0]["n"] < len(labels)
 
-    await poll(started, 10, "the fan-out under way", r.cluster)
+    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
     r.cluster.kill("worker", signal.SIGSTOP)
     client = redis.Redis.from_url(r.redis_url)
     keys = list(client.scan_iter(f"{r.namespace}:*", count=1000))
@@ -358,7 +345,7 @@ async def test_a_worker_sigkilled_mid_fanout_is_recovered_by_the_others(running:
         )
         return rows[0]["n"] > 0
 
-    await poll(started, 10, "the fan-out under way", r.cluster)
+    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
     r.cluster.kill("worker")
     killed_at = time.monotonic()
     # The shipped guarantee: a killed worker's in-flight fan-outs are finished by others within
@@ -381,7 +368,7 @@ async def test_a_group_sigterm_stops_a_worker_gracefully_mid_fanout(running: Run
         )
         return 0 < rows[0]["n"] < len(labels)
 
-    await poll(started, 10, "the fan-out under way", r.cluster)
+    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
     worker = r.cluster["worker"]
     worker.signal(signal.SIGTERM, group=True)  # what kill -TERM -PGID or systemd does
     code = await asyncio.to_thread(worker.popen.wait, 60)
@@ -398,7 +385,7 @@ async def test_a_sigkilled_leader_is_replaced_within_the_default_lease(running: 
     r = running
     schedule = await r.schedule("Failover", ["f-1", "f-2"], "* * * * * */2")
     sid = schedule["id"]
-    await poll(lambda: _at_least(r, sid, 2), 15, "two fires", r.cluster)
+    await poll_until(lambda: _at_least(r, sid, 2), 15, "two fires", detail=r.cluster.logs)
     old = await r.cluster.wait_leader()
     lease = await r.cluster.lease()
     assert lease is not None
@@ -415,7 +402,7 @@ async def test_a_sigkilled_leader_is_replaced_within_the_default_lease(running: 
         got = await r.batches(sid)
         return sum(_instant(b) > taken_over for b in got) >= 2
 
-    await poll(fired_since, 15, "fires by the new leader", r.cluster)
+    await poll_until(fired_since, 15, "fires by the new leader", detail=r.cluster.logs)
     paused = await r.client.post(f"/v1/maintenance-schedules/{sid}/pause", json={})
     assert paused.status_code == 200
 
@@ -423,7 +410,7 @@ async def test_a_sigkilled_leader_is_replaced_within_the_default_lease(running: 
         got = await r.batches(sid)
         return got if all(b["ready_at"] for b in got) else None
 
-    batches = await poll(settled, 30, "every batch ready", r.cluster)
+    batches = await poll_until(settled, 30, "every batch ready", detail=r.cluster.logs)
     instants = sorted(datetime.fromisoformat(b["scheduled_for"]) for b in batches)
     assert len(instants) == len(set(instants)), "an instant fired twice"
     gaps = [b - a for a, b in itertools.pairwise(instants)]
