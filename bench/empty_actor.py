@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dramatiq
 
+from maintflow_broker.brokers import redis_broker
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_workers import context
-from maintflow_workers.broker import redis_broker
 from maintflow_workers.lifecycle import DisposeEngine
 
 QUEUE = "bench_empty"  # bench.fanout sends to these names

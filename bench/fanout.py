@@ -30,10 +30,11 @@ from bench.common import (
     maintflow_command,
     wait_for,
 )
+from maintflow_broker.enqueue import enqueue_many
 from maintflow_core.clock import SystemClock
 from maintflow_core.usecases.firing import claim_due
 from maintflow_scheduler.service import SchedulerService
-from maintflow_workers.broker import build_broker, enqueue_many
+from maintflow_workers.broker import build_broker
 
 # bench/empty_actor.py declares these (the harness never imports that module).
 EMPTY_QUEUE = "bench_empty"

@@ -17,11 +17,12 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock, SystemClock
+from maintflow_core.queues import SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout, outbox
 from maintflow_core.usecases.firing import claim_due
 from maintflow_workers import actors, context
-from maintflow_workers.broker import SESSIONS_QUEUE, build_broker, enqueue_many, oldest_queued_at
+from maintflow_workers.broker import build_broker
 from maintflow_workers.context import WorkerContext
 from maintflow_workers.lifecycle import start_worker
 from tests.conftest import TeamCtx
@@ -356,45 +357,3 @@ async def test_the_reconciler_leaves_a_batch_the_relay_has_not_sent_yet(
     clock.advance(61)
     async with sessions() as db, db.begin():
         assert await outbox.reconcile(db, clock.now(), timedelta(seconds=60)) == [batch_id]
-
-
-def _oldest_is_the_older_head(broker: Any) -> None:
-    assert oldest_queued_at(broker) is None
-    t0 = 1_780_000_000_000  # ms
-    fire_msg = broker.get_actor("fire_schedule").message(str(uuid.uuid4()))
-    session_msgs = [
-        broker.get_actor("create_session").message(str(uuid.uuid4()), label, None)
-        for label in ("a", "b")
-    ]
-    enqueue_many(
-        broker,
-        [
-            session_msgs[0].copy(message_timestamp=t0 + 5_000),
-            session_msgs[1].copy(message_timestamp=t0 + 9_000),
-            fire_msg.copy(message_timestamp=t0 + 7_000),
-        ],
-    )
-    # The head of each queue is its oldest message; the answer is the older head.
-    assert oldest_queued_at(broker) == datetime.fromtimestamp((t0 + 5_000) / 1000, UTC)
-
-
-def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(
-    settings: Settings, redis_url: str, redis_namespace: str
-) -> None:
-    _oldest_is_the_older_head(build_broker(settings, stub=True))
-    with redis_broker(settings, redis_url, redis_namespace) as broker:
-        _oldest_is_the_older_head(broker)
-
-
-def test_enqueue_many_reloads_the_dispatch_script_that_redis_forgot(
-    settings: Settings, redis_url: str, redis_namespace: str
-) -> None:
-    """A Redis restart empties its script cache: the fan-out enqueue loads the script again and
-    sends every message exactly once."""
-    with redis_broker(settings, redis_url, redis_namespace) as broker:
-        actor = broker.get_actor("create_session")
-        enqueue_many(broker, [actor.message(str(uuid.uuid4()), "a", None)])
-        broker.client.script_flush()
-        enqueue_many(broker, [actor.message(str(uuid.uuid4()), f"t{i}", None) for i in range(5)])
-        assert broker.client.llen(f"{redis_namespace}:{SESSIONS_QUEUE}") == 6
-        assert broker.client.hlen(f"{redis_namespace}:{SESSIONS_QUEUE}.msgs") == 6

@@ -1,6 +1,38 @@
-"""Names of the broker queues, shared by the workers (which consume them) and the API (which
-reports their depth) without either importing the other."""
+"""The broker's vocabulary, shared by the relay that publishes and the workers that consume
+without either importing the other: the queue names, and the kinds of outbox row — each names
+the actor that does the work, its queue, and which payload keys are the actor's arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 FANOUT_QUEUE = "fanout"
 SESSIONS_QUEUE = "sessions"
 QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE)
+
+
+@dataclass(frozen=True)
+class OutboxKind:
+    """Work handed to the broker through the outbox. `name` is both the outbox row's `kind` and
+    the actor that does it."""
+
+    name: str
+    queue: str
+    args: tuple[str, ...]
+
+    def payload(self, **args: Any) -> dict[str, Any]:
+        if set(args) != set(self.args):
+            raise ValueError(f"{self.name} takes {self.args}, got {sorted(args)}")
+        return dict(args)
+
+    def message_args(self, payload: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(payload[name] for name in self.args)
+
+
+# A fired batch: resolve its snapshot and enqueue one session per target (outbox rows already
+# stored say "fire_schedule": the name stays).
+FIRE_BATCH = OutboxKind("fire_schedule", FANOUT_QUEUE, ("batch_id",))
+
+KINDS: dict[str, OutboxKind] = {kind.name: kind for kind in (FIRE_BATCH,)}

@@ -20,6 +20,7 @@ from maintflow_api.routes import (
     target_lists,
     users,
 )
+from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
@@ -48,6 +49,9 @@ def create_app(
             state.read_sessions = create_sessionmaker(
                 engine.execution_options(isolation_level="AUTOCOMMIT")
             )
+        if settings.redis_url:
+            # Only read (queue depths): a short timeout, so a hung Redis fails the request.
+            state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)
         app.state.maintflow = state
         if on_startup:
             await on_startup(state)
@@ -56,6 +60,8 @@ def create_app(
         finally:
             if on_shutdown:
                 await on_shutdown(state)
+            if settings.redis_url and state.broker is not None:
+                state.broker.close()
             await engine.dispose()
 
     app = FastAPI(

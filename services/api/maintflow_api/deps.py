@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
+import dramatiq
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,8 +24,9 @@ class AppState:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    # Set by the embedded mode, whose broker lives in-process: returns /v1/ops/queues rows.
-    queue_stats: Callable[[], list[dict[str, Any]]] | None = None
+    # The broker whose queues /v1/ops/queues reports: Redis's when one is configured, the
+    # embedded mode's in-memory one; None: no queues to read.
+    broker: dramatiq.Broker | None = None
     # For GET requests, which only read; None: use `sessions` (SQLite keeps its transactions).
     read_sessions: async_sessionmaker[AsyncSession] | None = None
 

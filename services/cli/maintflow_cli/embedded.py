@@ -20,22 +20,10 @@ from maintflow_core.usecases.auth import authenticate
 from maintflow_core.usecases.teams import create_team
 from maintflow_scheduler.service import SchedulerService
 from maintflow_workers import context
-from maintflow_workers.broker import QUEUES, build_broker
+from maintflow_workers.broker import build_broker
 from maintflow_workers.lifecycle import start_worker
 
 TOKEN_FILE = EMBEDDED_DIR / "dev-token"
-
-
-def stub_queue_stats(broker: Any) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": q,
-            "depth": broker.queues[q].qsize() if q in broker.queues else 0,
-            "delayed": broker.queues[f"{q}.DQ"].qsize() if f"{q}.DQ" in broker.queues else 0,
-            "dead_letter": len(broker.dead_letters_by_queue.get(q, [])),
-        }
-        for q in QUEUES
-    ]
 
 
 async def _demo_token(state: AppState) -> str:
@@ -66,7 +54,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         broker = build_broker(settings, stub=True)
         context.configure(context.WorkerContext(settings, clock, broker=broker))
         worker = start_worker(broker, threads=4)
-        state.queue_stats = lambda: stub_queue_stats(broker)
+        state.broker = broker
         scheduler = SchedulerService(
             settings, state.sessions, clock, broker, holder_id=f"embedded:{uuid.uuid4().hex[:8]}"
         )

@@ -69,7 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings.redis_url is None:
         print("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)", file=sys.stderr)
         return 2
-    from maintflow_workers.broker import QUEUES
+    from maintflow_core.queues import QUEUES
 
     threads = args.threads or settings.worker_threads
     # Each worker process reads its settings again; its connection pools follow its threads.

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
-from maintflow_workers.broker import build_broker
 
 
 def session_limits(settings: Settings) -> dict[str, str]:
@@ -39,7 +39,7 @@ async def serve(settings: Settings) -> None:
         max_overflow=2,
         connect_args={"server_settings": session_limits(settings)},
     )
-    broker = build_broker(settings)
+    broker = new_broker(settings)
     service = SchedulerService(settings, create_sessionmaker(engine), SystemClock(), broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -19,14 +19,13 @@ import dramatiq
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from maintflow_broker.enqueue import enqueue_many, outbox_messages
+from maintflow_broker.queues import oldest_queued_at, requeue_from_dead_workers
 from maintflow_core.clock import Clock
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import lease as lease_uc
 from maintflow_core.usecases import outbox as outbox_uc
 from maintflow_core.usecases.firing import ClaimResult, claim_due
-from maintflow_core.usecases.schedules import FIRE_KIND
-from maintflow_workers.actors import FIRE_SCHEDULE
-from maintflow_workers.broker import enqueue_many, oldest_queued_at, requeue_from_dead_workers
 
 log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50
@@ -134,13 +133,9 @@ class SchedulerService:
             return await outbox_uc.pending_count(db) > mine
 
     async def _publish(self, rows: Sequence[outbox_uc.OutboxMessage]) -> None:
-        messages = []
-        for _id, kind, payload in rows:
-            if kind != FIRE_KIND:
-                log.error("outbox_kind_unknown", extra={"kind": kind, "outbox_id": _id})
-                continue
-            actor = self.broker.get_actor(FIRE_SCHEDULE)
-            messages.append(actor.message(payload["batch_id"]))
+        messages, unknown = outbox_messages(rows)
+        for outbox_id, kind, _payload in unknown:
+            log.error("outbox_kind_unknown", extra={"kind": kind, "outbox_id": outbox_id})
         await asyncio.to_thread(enqueue_many, self.broker, messages)
 
     def _relay_due(self) -> bool:

@@ -10,14 +10,14 @@ from typing import Any
 
 import dramatiq
 
+from maintflow_broker.enqueue import enqueue_many
+from maintflow_core.queues import FIRE_BATCH, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout
 from maintflow_workers import context
-from maintflow_workers.broker import FANOUT_QUEUE, SESSIONS_QUEUE, enqueue_many
 
 log = logging.getLogger("maintflow.workers")
 
-FIRE_SCHEDULE = "fire_schedule"
 CREATE_SESSION = "create_session"
 
 
@@ -62,5 +62,8 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
         "max_retries": settings.actor_max_retries,
         "time_limit": int(settings.actor_time_limit_s * 1000),
     }
-    dramatiq.actor(actor_name=FIRE_SCHEDULE, queue_name=FANOUT_QUEUE, **options)(fire_schedule)
-    dramatiq.actor(actor_name=CREATE_SESSION, queue_name=SESSIONS_QUEUE, **options)(create_session)
+    for name, queue, fn in (
+        (FIRE_BATCH.name, FIRE_BATCH.queue, fire_schedule),
+        (CREATE_SESSION, SESSIONS_QUEUE, create_session),
+    ):
+        dramatiq.actor(actor_name=name, queue_name=queue, **options)(fn)

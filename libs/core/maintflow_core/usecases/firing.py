@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from maintflow_core import cron
 from maintflow_core.errors import DomainError
 from maintflow_core.models import Batch, MaintenanceSchedule, Outbox
+from maintflow_core.queues import FIRE_BATCH
 from maintflow_core.scheduling import Bounds, FirePlan, plan
 from maintflow_core.settings import Settings
-from maintflow_core.usecases.schedules import FIRE_KIND
 
 log = logging.getLogger("maintflow.scheduler")
 S = MaintenanceSchedule
@@ -200,7 +200,7 @@ async def _write_pg(
             "instants": [b["scheduled_for"] for b in batches],
             "list_ids": [b["target_list_id"] for b in batches],
             "now": now,
-            "kind": FIRE_KIND,
+            "kind": FIRE_BATCH.name,
             "upd_ids": [u["b_id"] for u in updates],
             "upd_next": [u["next_run_at"] for u in updates],
             "upd_last": [u["last_run_at"] for u in updates],
@@ -230,7 +230,7 @@ async def _write_portable(
             sa.insert(Outbox),
             [
                 {
-                    "kind": FIRE_KIND,
+                    "kind": FIRE_BATCH.name,
                     "batch_id": bid,
                     "payload": {"batch_id": str(bid)},
                     "created_at": now,

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.models import Batch, BatchProgress, Outbox
-from maintflow_core.usecases.schedules import FIRE_KIND
+from maintflow_core.queues import FIRE_BATCH
 
 OutboxMessage = tuple[int, str, dict[str, Any]]
 Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
@@ -107,7 +107,7 @@ async def reconcile(
         sa.insert(Outbox),
         [
             {
-                "kind": FIRE_KIND,
+                "kind": FIRE_BATCH.name,
                 "batch_id": bid,
                 "payload": {"batch_id": str(bid), "redrive": True},
                 "created_at": now,

@@ -17,6 +17,7 @@ from maintflow_core import cron
 from maintflow_core.clock import Clock
 from maintflow_core.errors import Conflict, InvalidCron, InvalidField, NotFound
 from maintflow_core.models import Batch, MaintenanceSchedule, Outbox, Session
+from maintflow_core.queues import FIRE_BATCH
 from maintflow_core.scheduling import Bounds, first_fire, upcoming
 from maintflow_core.schemas.schedules import ScheduleCreate, ScheduleUpdate
 from maintflow_core.settings import Settings
@@ -24,8 +25,6 @@ from maintflow_core.usecases.batches import require_maintenance
 from maintflow_core.usecases.flows import get_flow
 from maintflow_core.usecases.pagination import paginate
 from maintflow_core.usecases.target_lists import get_target_list
-
-FIRE_KIND = "fire_schedule"
 
 
 def spec_of(schedule: MaintenanceSchedule) -> cron.CronSpec:
@@ -333,7 +332,7 @@ async def run_now(
     await db.flush()
     db.add(
         Outbox(
-            kind=FIRE_KIND,
+            kind=FIRE_BATCH.name,
             batch_id=batch.id,
             payload={"batch_id": str(batch.id)},
             created_at=now,

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
 from maintflow_api.responses import errors
+from maintflow_broker.queues import queue_stats
 from maintflow_core.models import MaintenanceSchedule
-from maintflow_core.queues import QUEUES
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
@@ -53,37 +55,12 @@ async def readyz(state: State) -> Response:
 
 @router.get("/v1/ops/queues", responses=errors(401, 503))
 async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
-    """Per queue: messages waiting, delayed (retries), and dead-lettered. Read from Redis; the
-    embedded mode's in-memory broker is reported through the hook it installs."""
-    if state.queue_stats is not None:
-        return state.queue_stats()
-    if not state.settings.redis_url:
-        return [{"name": q, "depth": 0, "delayed": 0, "dead_letter": 0} for q in QUEUES]
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    ns = state.settings.broker_namespace
-    client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
+    """Per queue: messages waiting, delayed (retries), and dead-lettered."""
     try:
-        pipe = client.pipeline(transaction=False)
-        for q in QUEUES:
-            pipe.llen(f"{ns}:{q}")
-            pipe.hlen(f"{ns}:{q}.DQ.msgs")
-            pipe.zcard(f"{ns}:{q}.XQ")
-        values = await pipe.execute()
+        # Off the event loop: the broker's Redis client is synchronous.
+        return await asyncio.to_thread(queue_stats, state.broker)
     except (RedisError, OSError) as exc:
         raise HTTPException(503, f"broker unreachable: {type(exc).__name__}") from exc
-    finally:
-        await client.aclose()
-    return [
-        {
-            "name": q,
-            "depth": values[3 * i],
-            "delayed": values[3 * i + 1],
-            "dead_letter": values[3 * i + 2],
-        }
-        for i, q in enumerate(QUEUES)
-    ]
 
 
 @router.get("/v1/ops/scheduler", responses=errors(401))

@@ -1,0 +1,86 @@
+"""maintflow's broker (maintflow_broker) on Redis and in memory: the oldest waiting message, the
+pipelined enqueue surviving a Redis that forgot its scripts, the queue statistics, and the
+messages the relay makes of outbox rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from maintflow_broker.enqueue import enqueue_many, outbox_messages
+from maintflow_broker.queues import oldest_queued_at, queue_stats
+from maintflow_core.queues import FANOUT_QUEUE, FIRE_BATCH, SESSIONS_QUEUE
+from maintflow_core.settings import Settings
+from maintflow_workers.broker import build_broker
+from tests.kit.broker import redis_broker
+
+
+def _oldest_is_the_older_head(broker: Any) -> None:
+    assert oldest_queued_at(broker) is None
+    t0 = 1_780_000_000_000  # ms
+    fire_msg = broker.get_actor("fire_schedule").message(str(uuid.uuid4()))
+    session_msgs = [
+        broker.get_actor("create_session").message(str(uuid.uuid4()), label, None)
+        for label in ("a", "b")
+    ]
+    enqueue_many(
+        broker,
+        [
+            session_msgs[0].copy(message_timestamp=t0 + 5_000),
+            session_msgs[1].copy(message_timestamp=t0 + 9_000),
+            fire_msg.copy(message_timestamp=t0 + 7_000),
+        ],
+    )
+    # The head of each queue is its oldest message; the answer is the older head.
+    assert oldest_queued_at(broker) == datetime.fromtimestamp((t0 + 5_000) / 1000, UTC)
+
+
+def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(
+    base_settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    _oldest_is_the_older_head(build_broker(base_settings, stub=True))
+    with redis_broker(base_settings, redis_url, redis_namespace) as broker:
+        _oldest_is_the_older_head(broker)
+
+
+def test_enqueue_many_reloads_the_dispatch_script_that_redis_forgot(
+    base_settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    """A Redis restart empties its script cache: the fan-out enqueue loads the script again and
+    sends every message exactly once."""
+    with redis_broker(base_settings, redis_url, redis_namespace) as broker:
+        actor = broker.get_actor("create_session")
+        enqueue_many(broker, [actor.message(str(uuid.uuid4()), "a", None)])
+        broker.client.script_flush()
+        enqueue_many(broker, [actor.message(str(uuid.uuid4()), f"t{i}", None) for i in range(5)])
+        assert broker.client.llen(f"{redis_namespace}:{SESSIONS_QUEUE}") == 6
+        assert broker.client.hlen(f"{redis_namespace}:{SESSIONS_QUEUE}.msgs") == 6
+
+
+def _stats_count_waiting_messages(broker: Any) -> None:
+    assert {q["name"]: q["depth"] for q in queue_stats(broker)} == {
+        FANOUT_QUEUE: 0,
+        SESSIONS_QUEUE: 0,
+    }
+    batch_id = str(uuid.uuid4())
+    messages, unknown = outbox_messages(
+        [(1, FIRE_BATCH.name, {"batch_id": batch_id}), (2, "no_such_kind", {})]
+    )
+    assert [row[0] for row in unknown] == [2]
+    enqueue_many(broker, messages)
+    stats = {q["name"]: q for q in queue_stats(broker)}
+    assert stats[FANOUT_QUEUE] == {"name": FANOUT_QUEUE, "depth": 1, "delayed": 0, "dead_letter": 0}
+    assert stats[SESSIONS_QUEUE]["depth"] == 0
+
+
+def test_queue_stats_read_alike_on_redis_and_in_memory(
+    base_settings: Settings, redis_url: str, redis_namespace: str
+) -> None:
+    _stats_count_waiting_messages(build_broker(base_settings, stub=True))
+    with redis_broker(base_settings, redis_url, redis_namespace) as broker:
+        _stats_count_waiting_messages(broker)
+    assert queue_stats(None) == [
+        {"name": q, "depth": 0, "delayed": 0, "dead_letter": 0}
+        for q in (FANOUT_QUEUE, SESSIONS_QUEUE)
+    ]
