@@ -11,6 +11,7 @@ from __future__ import annotations
 import dramatiq
 
 from maintflow_broker.brokers import redis_broker
+from maintflow_core.db.store import open_store
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_workers import context
@@ -45,5 +46,5 @@ configure_logging(settings)
 if settings.redis_url is None:
     raise SystemExit("bench.empty_actor needs MAINTFLOW_REDIS_URL")
 broker = build(settings)
-context.configure(context.WorkerContext(settings, broker=broker))
+context.configure(context.WorkerContext(settings, broker=broker, store=open_store(settings)))
 broker.add_middleware(DisposeEngine())

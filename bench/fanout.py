@@ -32,7 +32,8 @@ from bench.common import (
 )
 from maintflow_broker.enqueue import enqueue_many
 from maintflow_core.clock import SystemClock
-from maintflow_core.usecases.firing import claim_due
+from maintflow_core.db.store import open_store
+from maintflow_core.due.schedules import MaintenanceSchedules
 from maintflow_scheduler.service import SchedulerService
 from maintflow_workers.broker import build_broker
 
@@ -41,7 +42,7 @@ EMPTY_QUEUE = "bench_empty"
 EMPTY_ACTOR = "bench_empty"
 THREADS = 8
 TARGET = 0.5
-# A past fire instant of DAILY: claim_due is called "just after" it, whatever the real date.
+# A past fire instant of DAILY: the claim is made "just after" it, whatever the real date.
 DAILY = "0 3 * * *"
 INSTANT = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 
@@ -93,8 +94,10 @@ async def new_fire(bench: Bench, targets: int, offset: int) -> uuid.UUID:
     finally:
         await conn.close()
     async with bench.sessions() as db, db.begin():
-        result = await claim_due(db, INSTANT + timedelta(milliseconds=100), bench.settings)
-    (batch_id,) = result.batch_ids
+        source = MaintenanceSchedules(open_store(bench.settings), bench.settings)
+        now = INSTANT + timedelta(milliseconds=100)
+        result = await source.claim(db, now, bench.settings.scheduler_claim_batch)
+    (batch_id,) = result.fired
     return batch_id
 
 
@@ -170,7 +173,14 @@ async def measure(bench: Bench, targets: int, reps: int) -> tuple[dict[str, Any]
     """Interleaved reps of the baseline and the fan-out; the best of each (least disturbed by
     whatever else the machine runs). Both workers are up for the whole measurement."""
     broker = build_broker(bench.settings)
-    service = SchedulerService(bench.settings, bench.sessions, SystemClock(), broker, "bench-relay")
+    service = SchedulerService(
+        bench.settings,
+        bench.sessions,
+        SystemClock(),
+        broker,
+        "bench-relay",
+        store=open_store(bench.settings),
+    )
     worker = empty = None
     try:
         worker = await start_worker(bench)

@@ -29,7 +29,7 @@ from bench.common import (
 )
 from maintflow_api.app import create_app
 from maintflow_core.models import Batch, Session
-from maintflow_core.usecases.bulk import SESSION_COLUMNS
+from maintflow_core.records import SESSION_COLUMNS
 
 ORM_TARGET = 10.0  # launch ≥ 10 x faster than the ORM loop
 COPY_TARGET = 2.0  # launch ≤ 2 x the time of a raw COPY

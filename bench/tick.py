@@ -33,6 +33,7 @@ from bench.common import (
     percentile,
 )
 from maintflow_core.clock import FakeClock
+from maintflow_core.db.store import open_store
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
 from maintflow_workers.broker import build_broker
@@ -108,7 +109,12 @@ class Ticker:
         self.clock = FakeClock(DAY0 - timedelta(days=1))
         self.broker = build_broker(settings)
         self.service = SchedulerService(
-            settings, sessions, self.clock, self.broker, holder_id="bench-tick"
+            settings,
+            sessions,
+            self.clock,
+            self.broker,
+            holder_id="bench-tick",
+            store=open_store(settings),
         )
         self.day = 0
 
@@ -138,7 +144,7 @@ class Ticker:
             )
             self.clock.set(instant + timedelta(seconds=1))
             elapsed, result = await self._timed_tick()
-            assert len(result.batch_ids) == len(ids), result
+            assert len(result.fired) == len(ids), result
             await conn.execute(
                 "UPDATE maintenance_schedules SET next_run_at = $1 WHERE id = ANY($2)",
                 PARKED,

@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from maintflow_core.db.store import open_store
+from maintflow_core.due.schedules import MaintenanceSchedules
 from maintflow_core.settings import Settings
-from maintflow_core.usecases.firing import claim_due
 from tests.conftest import TeamCtx, new_flow, new_target_list
 
 URL = "/v1/maintenance-schedules"
@@ -203,7 +204,8 @@ async def test_patch_recomputes_next_run_and_stats_count(team: TeamCtx) -> None:
 async def _claim(team: TeamCtx, settings: Settings, at: datetime) -> list[uuid.UUID]:
     """One pass of the scheduler's claim transaction at `at`: the batches it fired."""
     async with team.sessions() as db, db.begin():
-        return (await claim_due(db, at, settings)).batch_ids
+        source = MaintenanceSchedules(open_store(settings), settings)
+        return (await source.claim(db, at, settings.scheduler_claim_batch)).fired
 
 
 async def test_patch_is_active_false_stops_every_fire_and_true_resumes_from_now(

@@ -1,6 +1,7 @@
-"""The fire path's integration tests run on both databases maintflow supports: PostgreSQL (the
-distributed mode's) and SQLite (the embedded mode's). Each test that uses the database is run
-once on each; on SQLite it gets a fresh copy of a migrated database file."""
+"""The fire path's integration tests run on both databases maintflow supports, and so on both
+stores: PostgreSQL (the distributed mode's, PostgresStore) and SQLite (the embedded mode's,
+PortableStore). Each test that uses the database is run once on each; on SQLite it gets a fresh
+copy of a migrated database file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from maintflow_core.db import migrate
 from maintflow_core.db.base import Base
 from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.db.store import PortableStore, PostgresStore, Store, open_store
 from maintflow_core.settings import Settings
 
 DATABASES = ("postgres", "sqlite")
@@ -46,6 +48,14 @@ def settings(
     path = tmp_path / "maintflow.db"
     shutil.copyfile(sqlite_template, path)
     return base_settings.model_copy(update={"database_url": sqlite_url(path)})
+
+
+@pytest.fixture
+def store(settings: Settings, database: str) -> Store:
+    """The store an entry point would choose for this database: each test runs on both."""
+    chosen = open_store(settings)
+    assert isinstance(chosen, PostgresStore if database == "postgres" else PortableStore)
+    return chosen
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
+from maintflow_core.db.store import open_store
 from maintflow_core.models import Batch
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
@@ -37,7 +38,9 @@ def scheduler(
     name: str = "test-scheduler",
 ) -> SchedulerService:
     broker = build_broker(settings, stub=True)
-    return SchedulerService(settings, sessions, clock, broker, holder_id=name)
+    return SchedulerService(
+        settings, sessions, clock, broker, holder_id=name, store=open_store(settings)
+    )
 
 
 def _query(sql: str, params: dict[str, Any]) -> sa.TextClause:

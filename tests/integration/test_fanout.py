@@ -17,10 +17,11 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock, SystemClock
+from maintflow_core.db.store import Store, open_store
+from maintflow_core.due.schedules import MaintenanceSchedules
 from maintflow_core.queues import SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout, outbox
-from maintflow_core.usecases.firing import claim_due
 from maintflow_workers import actors, context
 from maintflow_workers.broker import build_broker
 from maintflow_workers.context import WorkerContext
@@ -40,8 +41,9 @@ async def fire(
     clock.set(T9 - timedelta(minutes=1))
     s = await new_schedule(team, cron_expression="0 9 * * *", **schedule)
     clock.set(T9 + timedelta(milliseconds=100))
+    source = MaintenanceSchedules(open_store(settings), settings)
     async with sessions() as db, db.begin():
-        (batch_id,) = (await claim_due(db, clock.now(), settings)).batch_ids
+        (batch_id,) = (await source.claim(db, clock.now(), settings.scheduler_claim_batch)).fired
     return s, batch_id
 
 
@@ -65,14 +67,16 @@ async def relayed(sessions: Sessions, now: datetime) -> None:
         return None
 
     async with sessions() as db, db.begin():
-        await outbox.relay_once(db, publish, now)
+        await outbox.relay_once(db, publish, now, limit=500)
 
 
 @pytest.fixture
-async def worker(settings: Settings, clock: FakeClock) -> AsyncIterator[WorkerContext]:
+async def worker(
+    settings: Settings, clock: FakeClock, store: Store
+) -> AsyncIterator[WorkerContext]:
     """The context a worker process configures for its actors, on the test's clock, with an
     in-memory broker the actors enqueue their follow-up messages on."""
-    ctx = WorkerContext(settings, clock, broker=build_broker(settings, stub=True))
+    ctx = WorkerContext(settings, clock, broker=build_broker(settings, stub=True), store=store)
     context.configure(ctx)
     yield ctx
     await ctx.dispose()
@@ -148,8 +152,8 @@ async def test_a_redelivered_create_session_completes_a_batch_whose_worker_died_
     await actors.fire_schedule(str(batch_id))
     first, last = queued_sessions(worker)
     await actors.create_session(*first)
-    async with worker.single_statement() as conn:  # the last insert committed, then the worker died
-        assert await fanout.create_session(conn, batch_id, last[1], last[2], clock.now())
+    async with worker.statements() as statements:  # the last insert committed, then it died
+        assert await statements.create_session(batch_id, last[1], last[2], clock.now())
     assert await notifications(team, batch_id) == []
 
     await actors.create_session(*last)  # Dramatiq redelivers the unacknowledged message
@@ -201,9 +205,9 @@ async def test_the_reconciler_redrives_only_the_missing_targets(
 
 
 @pytest.fixture
-def worker_context(settings: Settings) -> Iterator[None]:
+def worker_context(settings: Settings, store: Store) -> Iterator[None]:
     """The context of actors run by an in-process Dramatiq worker (on its own event loop)."""
-    context.configure(WorkerContext(settings, SystemClock()))
+    context.configure(WorkerContext(settings, SystemClock(), store=store))
     yield
     context.configure(None)  # type: ignore[arg-type]
 
@@ -299,8 +303,8 @@ async def test_a_lost_completion_check_is_made_good_by_the_next_drive(
 ) -> None:
     batch_id, _resolved = await fired_and_driven(team, settings, sessions, clock, targets=2)
     for label in ("rds-000", "rds-001"):  # the worker died after each commit, before its check
-        async with sessions() as db, db.begin():
-            assert await fanout.create_session(db, batch_id, label, None, clock.now())
+        async with worker.statements() as statements:
+            assert await statements.create_session(batch_id, label, None, clock.now())
     assert await notifications(team, batch_id) == []
     clock.advance(settings.reconcile_after_s + 1)
     async with sessions() as db, db.begin():

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_api.app import create_app
 from maintflow_core.clock import SystemClock
+from maintflow_core.db.store import open_store
 from maintflow_core.models import Batch
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.teams import create_team
@@ -34,7 +35,14 @@ async def live(
     settings = settings.model_copy(update={"min_schedule_interval_s": 1})
     clock = SystemClock()
     app = create_app(settings, clock)
-    svc = SchedulerService(settings, sessions, clock, build_broker(settings, stub=True), "live")
+    svc = SchedulerService(
+        settings,
+        sessions,
+        clock,
+        build_broker(settings, stub=True),
+        "live",
+        store=open_store(settings),
+    )
     async with sessions() as db, db.begin():
         new = await create_team(db, clock, "live")
     async with app.router.lifespan_context(app):

@@ -91,7 +91,7 @@ async def test_a_tick_that_fires_nothing_still_publishes_a_run_now(
 
     fired = await svc.tick()
 
-    assert fired.batch_ids == []
+    assert fired.fired == []
     assert len(fanout_messages(svc)) == 1
     assert r.json()["batch_id"] in fanout_messages(svc)[0]
     assert await scalar(team, "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL") == 0
@@ -108,7 +108,7 @@ async def test_a_run_now_is_published_between_the_passes_of_a_long_claim(
 
     fired = await svc.tick()
 
-    assert len(fired.batch_ids) == 7
+    assert len(fired.fired) == 7
     first_fired, first_triggers = calls[0]
     assert "run_now" in first_triggers
     assert first_fired < 7, "the run-now waited for the whole claim"

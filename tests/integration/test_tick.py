@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
+from maintflow_core.db.store import Store
+from maintflow_core.due.schedules import MaintenanceSchedules
 from maintflow_core.models import MaintenanceSchedule
 from maintflow_core.settings import Settings
-from maintflow_core.usecases.firing import claim_due
 from tests.conftest import TeamCtx
 from tests.integration.helpers import fired_instants, new_schedule, scalar, scheduler
 
@@ -33,17 +35,17 @@ async def test_a_due_schedule_fires_once_and_moves_on(
     assert s["next_run_at"] == "2026-06-01T09:00:00Z"
     svc = scheduler(settings, sessions, clock)
     assert await svc.renew()
-    assert (await svc.tick()).batch_ids == []
+    assert (await svc.tick()).fired == []
     clock.set(at("2026-06-01T09:00:00.2+00:00"))
     assert await svc.renew()
     first = await svc.tick()
-    assert len(first.batch_ids) == 1
-    assert (await svc.tick()).batch_ids == []
+    assert len(first.fired) == 1
+    assert (await svc.tick()).fired == []
     got = (await team.req("GET", f"/v1/maintenance-schedules/{s['id']}")).json()
     assert got["next_run_at"] == "2026-06-02T09:00:00Z"
     assert got["last_run_at"] == "2026-06-01T09:00:00Z"
     assert await scalar(team, "SELECT count(*) FROM outbox WHERE dispatched_at IS NOT NULL") == 1
-    batch = (await team.req("GET", f"/v1/batches/{first.batch_ids[0]}")).json()
+    batch = (await team.req("GET", f"/v1/batches/{first.fired[0]}")).json()
     assert batch["trigger"] == "schedule" and batch["scheduled_for"] == "2026-06-01T09:00:00Z"
 
 
@@ -56,7 +58,7 @@ async def test_next_run_is_computed_in_the_schedules_zone(team: TeamCtx, clock: 
 
 
 async def test_two_claimers_at_once_create_each_batch_once(
-    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock, store: Store
 ) -> None:
     clock.set(at("2026-06-01T09:59:00+00:00"))
     ids = [
@@ -66,7 +68,7 @@ async def test_two_claimers_at_once_create_each_batch_once(
 
     async def claim() -> list[uuid.UUID]:
         async with sessions() as db, db.begin():
-            return (await claim_due(db, now, settings, limit=7)).batch_ids
+            return (await MaintenanceSchedules(store, settings).claim(db, now, limit=7)).fired
 
     # Many small overlapping passes, as two leaders would run them.
     results = await asyncio.gather(*(claim() for _ in range(12)))
@@ -77,20 +79,23 @@ async def test_two_claimers_at_once_create_each_batch_once(
 
 
 async def test_a_stale_leader_replaying_an_instant_creates_nothing(
-    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock, store: Store
 ) -> None:
     clock.set(at("2026-06-01T09:59:00+00:00"))
     s = await new_schedule(team, cron_expression="0 10 * * *")
     now = at("2026-06-01T10:00:01+00:00")
+    claim = partial(
+        MaintenanceSchedules(store, settings).claim, limit=settings.scheduler_claim_batch
+    )
     async with sessions() as db, db.begin():
-        assert len((await claim_due(db, now, settings)).batch_ids) == 1
+        assert len((await claim(db, now)).fired) == 1
     # A leader that read the row before the commit would try the same instant again.
     async with sessions() as db, db.begin():
         await db.execute(
             sa.update(MaintenanceSchedule).values(next_run_at=at("2026-06-01T10:00:00+00:00"))
         )
-        replay = await claim_due(db, now, settings)
-    assert replay.batch_ids == [] and replay.duplicates == 1
+        replay = await claim(db, now)
+    assert replay.fired == [] and replay.duplicates == 1
     assert len(await fired_instants(team, s["id"])) == 1
     assert await scalar(team, "SELECT count(*) FROM outbox") == 1
 
@@ -240,8 +245,8 @@ async def test_a_stale_leader_is_fenced_out(
     old.leadership = old.leadership and type(old.leadership)(
         old.leadership.holder, old.leadership.epoch, clock.now() + timedelta(seconds=5)
     )  # it still believes it leads
-    assert (await old.tick()).batch_ids == []
+    assert (await old.tick()).fired == []
     assert not old.is_leader
     await new.renew()
-    assert len((await new.tick()).batch_ids) == 1
+    assert len((await new.tick()).fired) == 1
     assert len(await fired_instants(team, s["id"])) == 1

@@ -23,6 +23,7 @@ from maintflow_api.routes import (
 from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.db.store import Store, open_store
 from maintflow_core.settings import Settings
 
 Hook = Callable[[AppState], Awaitable[None]]
@@ -32,23 +33,25 @@ def create_app(
     settings: Settings,
     clock: Clock | None = None,
     *,
+    store: Store | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
 ) -> FastAPI:
-    """The API. `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers
-    inside the same lifespan."""
+    """The API. `store`: the one the process chose (default: the settings' database's).
+    `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers inside the
+    same lifespan."""
+    chosen = store or open_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # No pre-ping: it costs a round trip per request. A connection broken by a database
         # restart fails one request with 503 (see errors.py) and invalidates the whole pool.
         engine = create_engine(settings, pool_pre_ping=False)
-        state = AppState(settings, clock or SystemClock(), engine, create_sessionmaker(engine))
-        if engine.dialect.name == "postgresql":
-            # GET requests only read: no BEGIN/ROLLBACK round trips around their statements.
-            state.read_sessions = create_sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT")
-            )
+        state = AppState(
+            settings, clock or SystemClock(), chosen, engine, create_sessionmaker(engine)
+        )
+        # GET requests only read: the store may spare them their BEGIN/ROLLBACK round trips.
+        state.open_read_db = chosen.read_sessionmaker(engine)
         if settings.redis_url:
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import Clock
+from maintflow_core.db.store import Store
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.auth import authenticate
 from maintflow_core.usecases.pagination import MAX_LIMIT
@@ -22,13 +23,14 @@ from maintflow_core.usecases.principal import Principal
 class AppState:
     settings: Settings
     clock: Clock
+    store: Store
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    open_db: async_sessionmaker[AsyncSession]
     # The broker whose queues /v1/ops/queues reports: Redis's when one is configured, the
     # embedded mode's in-memory one; None: no queues to read.
     broker: dramatiq.Broker | None = None
-    # For GET requests, which only read; None: use `sessions` (SQLite keeps its transactions).
-    read_sessions: async_sessionmaker[AsyncSession] | None = None
+    # For GET requests, which only read; None: use `open_db` (see Store.read_sessionmaker).
+    open_read_db: async_sessionmaker[AsyncSession] | None = None
 
 
 def _state_of(request: Request) -> AppState:
@@ -46,9 +48,9 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     GET routes read in autocommit on PostgreSQL: each of their (few) statements is its own
     snapshot, which saves the BEGIN and ROLLBACK round trips of every read request."""
     state = _state_of(request)
-    factory = state.sessions
-    if request.method == "GET" and state.read_sessions is not None:
-        factory = state.read_sessions
+    factory = state.open_db
+    if request.method == "GET" and state.open_read_db is not None:
+        factory = state.open_read_db
     async with factory() as db:
         yield db
 

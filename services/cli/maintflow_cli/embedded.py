@@ -14,6 +14,7 @@ from maintflow_api.app import create_app
 from maintflow_api.deps import AppState
 from maintflow_core.clock import SystemClock
 from maintflow_core.db import migrate
+from maintflow_core.db.store import open_store
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import EMBEDDED_DIR, Settings
 from maintflow_core.usecases.auth import authenticate
@@ -31,10 +32,10 @@ async def _demo_token(state: AppState) -> str:
     development convenience; the database itself stores only hashes)."""
     if TOKEN_FILE.exists():
         token = TOKEN_FILE.read_text().strip()
-        async with state.sessions() as db:
+        async with state.open_db() as db:
             if await authenticate(db, token) is not None:
                 return token
-    async with state.sessions() as db, db.begin():
+    async with state.open_db() as db, db.begin():
         new = await create_team(db, state.clock, "Demo team", "admin@demo.maintflow.local")
     TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
     TOKEN_FILE.write_text(new.token + "\n")
@@ -47,16 +48,22 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     configure_logging(settings)
     migrate.upgrade(settings.database_url)
     clock = SystemClock()
+    store = open_store(settings)
     runtime: dict[str, Any] = {}
 
     async def on_startup(state: AppState) -> None:
         token = await _demo_token(state)
         broker = build_broker(settings, stub=True)
-        context.configure(context.WorkerContext(settings, clock, broker=broker))
+        context.configure(context.WorkerContext(settings, clock, broker=broker, store=store))
         worker = start_worker(broker, threads=4)
         state.broker = broker
         scheduler = SchedulerService(
-            settings, state.sessions, clock, broker, holder_id=f"embedded:{uuid.uuid4().hex[:8]}"
+            settings,
+            state.open_db,
+            clock,
+            broker,
+            holder_id=f"embedded:{uuid.uuid4().hex[:8]}",
+            store=store,
         )
         await scheduler.renew()
         scheduler.start()
@@ -81,7 +88,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         if worker is not None:
             await asyncio.to_thread(worker.stop)
 
-    app = create_app(settings, clock, on_startup=on_startup, on_shutdown=on_shutdown)
+    app = create_app(settings, clock, store=store, on_startup=on_startup, on_shutdown=on_shutdown)
     Path(EMBEDDED_DIR).mkdir(exist_ok=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -9,6 +9,7 @@ import signal
 from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.db.store import open_store
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
@@ -40,7 +41,9 @@ async def serve(settings: Settings) -> None:
         connect_args={"server_settings": session_limits(settings)},
     )
     broker = new_broker(settings)
-    service = SchedulerService(settings, create_sessionmaker(engine), SystemClock(), broker)
+    service = SchedulerService(
+        settings, create_sessionmaker(engine), SystemClock(), broker, store=open_store(settings)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

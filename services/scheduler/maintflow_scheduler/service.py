@@ -1,6 +1,7 @@
 """The leader loop. APScheduler (memory job store) drives periodic jobs — lease renewal, tick,
 relay, reconciler, broker sweep — and holds nothing about individual schedules; those live in
-the database. Every job logs and carries on after an error; only the leader does the work."""
+the database. The tick walks the due-work sources (`maintflow_core.due`), whatever they are.
+Every job logs and carries on after an error; only the leader does the work."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_broker.enqueue import enqueue_many, outbox_messages
 from maintflow_broker.queues import oldest_queued_at, requeue_from_dead_workers
+from maintflow_core import due
 from maintflow_core.clock import Clock
+from maintflow_core.db.store import Store
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import lease as lease_uc
 from maintflow_core.usecases import outbox as outbox_uc
-from maintflow_core.usecases.firing import ClaimResult, claim_due
 
 log = logging.getLogger("maintflow.scheduler")
-MAX_CLAIM_PASSES = 50
+MAX_CLAIM_PASSES = 50  # per source and tick; what is left is claimed by the next tick
+RELAY_PAGE = 500  # outbox rows published per transaction
+MAX_RELAY_PAGES = 50  # per relay; what is left is published by the next one
 STOP_GRACE_S = 10.0  # a claim pass waits for a lock at most a renew interval (lock_timeout)
 
 
@@ -40,18 +44,20 @@ class SchedulerService:
     def __init__(
         self,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        open_db: async_sessionmaker[AsyncSession],
         clock: Clock,
         broker: dramatiq.Broker,
         holder_id: str | None = None,
+        *,
+        store: Store,
     ) -> None:
         self.settings = settings
-        self.sessions = sessions
+        self.open_db = open_db
         self.clock = clock
         self.broker = broker
+        self.sources = due.sources(store, settings)
         self.holder_id = holder_id or make_holder_id()
         self.leadership: lease_uc.Leadership | None = None
-        self._leader_since: float | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._claiming = False
         self._running: set[asyncio.Task[Any]] = set()
@@ -66,7 +72,7 @@ class SchedulerService:
         """Take or extend the lease. On a database error we keep what we had until it expires."""
         was = self.leadership
         try:
-            async with self.sessions() as db, db.begin():
+            async with self.open_db() as db, db.begin():
                 self.leadership = await lease_uc.acquire_or_renew(
                     db,
                     self.holder_id,
@@ -78,7 +84,6 @@ class SchedulerService:
             if not self.is_leader:
                 self.leadership = None
         if self.leadership and (was is None or was.epoch != self.leadership.epoch):
-            self._leader_since = time.monotonic()
             log.info(
                 "leader_elected", extra={"holder": self.holder_id, "epoch": self.leadership.epoch}
             )
@@ -86,50 +91,63 @@ class SchedulerService:
             log.warning("leadership_lost", extra={"holder": self.holder_id, "epoch": was.epoch})
         return self.is_leader
 
-    async def tick(self) -> ClaimResult:
-        """Claim everything due now, in bounded passes of one transaction each, then relay (when
-        this tick fired anything, or a relay is due).
+    async def tick(self) -> due.ClaimResult:
+        """Claim everything due now from each due-work source in turn, in bounded passes of one
+        transaction each (the fence first), then relay (when this tick fired anything, or a
+        relay is due). Returns what all sources did, added up.
 
         A storm's passes are not interleaved with relays of their own batches: starting their
         fan-out early would compete with the claim for the machine and delay the later fires.
         Rows written by anyone else meanwhile (a run-now, a re-drive) are not held back: when a
         relay is due between two passes and the outbox holds more than this tick wrote since its
         last relay, everything pending is relayed there."""
-        total = ClaimResult()
+        total = due.ClaimResult()
         if not self.is_leader:
             return total
-        assert self.leadership is not None
         self._claiming = True
         try:
             unrelayed = 0
-            for _ in range(MAX_CLAIM_PASSES):
-                now = self.clock.now()
-                async with self.sessions() as db, db.begin():
-                    if not await lease_uc.fence(db, self.leadership, now):
-                        log.warning("fenced_out", extra={"holder": self.holder_id})
-                        self.leadership = None
-                        return total
-                    result = await claim_due(db, now, self.settings)
+            for source in self.sources:
+                claimed = await self._claim(source, unrelayed)
+                if claimed is None:
+                    return total
+                result, unrelayed = claimed
                 total.add(result)
-                unrelayed += len(result.batch_ids)
-                if result.claimed < self.settings.scheduler_claim_batch:
-                    break
-                if self._relay_due() and await self._others_pending(unrelayed):
-                    await self.relay()
-                    unrelayed = 0
+                if result.fired or result.missed:
+                    log.info(source.event, extra=result.report(source.fired_as))
         finally:
             self._claiming = False
-        if total.batch_ids:
-            log.info(
-                "schedules_fired",
-                extra={"batches": len(total.batch_ids), "duplicates": total.duplicates},
-            )
-        if total.batch_ids or self._relay_due():
+        if total.fired or self._relay_due():
             await self.relay()
         return total
 
+    async def _claim(
+        self, source: due.DueSource, unrelayed: int
+    ) -> tuple[due.ClaimResult, int] | None:
+        """One source's passes; None when the fence failed (this replica no longer leads).
+        `unrelayed`: outbox rows this tick wrote since its last relay, before and after."""
+        limit = self.settings.scheduler_claim_batch
+        result = due.ClaimResult()
+        for _ in range(MAX_CLAIM_PASSES):
+            now = self.clock.now()
+            async with self.open_db() as db, db.begin():
+                assert self.leadership is not None
+                if not await lease_uc.fence(db, self.leadership, now):
+                    log.warning("fenced_out", extra={"holder": self.holder_id})
+                    self.leadership = None
+                    return None
+                passed = await source.claim(db, now, limit)
+            result.add(passed)
+            unrelayed += len(passed.fired)
+            if passed.claimed < limit:
+                break
+            if self._relay_due() and await self._others_pending(unrelayed):
+                await self.relay()
+                unrelayed = 0
+        return result, unrelayed
+
     async def _others_pending(self, mine: int) -> bool:
-        async with self.sessions() as db:
+        async with self.open_db() as db:
             return await outbox_uc.pending_count(db) > mine
 
     async def _publish(self, rows: Sequence[outbox_uc.OutboxMessage]) -> None:
@@ -156,11 +174,13 @@ class SchedulerService:
         async with self._relay_lock:
             self._relayed_at = time.monotonic()
             sent = 0
-            for _ in range(MAX_CLAIM_PASSES):
-                async with self.sessions() as db, db.begin():
-                    n = await outbox_uc.relay_once(db, self._publish, self.clock.now())
+            for _ in range(MAX_RELAY_PAGES):
+                async with self.open_db() as db, db.begin():
+                    n = await outbox_uc.relay_once(
+                        db, self._publish, self.clock.now(), limit=RELAY_PAGE
+                    )
                 sent += n
-                if n < outbox_uc.RELAY_PAGE:
+                if n < RELAY_PAGE:
                     break
             return sent
 
@@ -169,7 +189,7 @@ class SchedulerService:
             return 0
         # Asked before the database: a batch driven after this read is recent anyway.
         queued_since = await asyncio.to_thread(oldest_queued_at, self.broker)
-        async with self.sessions() as db, db.begin():
+        async with self.open_db() as db, db.begin():
             ids = await outbox_uc.reconcile(
                 db,
                 self.clock.now(),
@@ -228,7 +248,7 @@ class SchedulerService:
             self._scheduler = None
         if self.leadership is not None:
             try:
-                async with self.sessions() as db, db.begin():
+                async with self.open_db() as db, db.begin():
                     await lease_uc.release(db, self.leadership, self.clock.now())
             except Exception:
                 log.exception("lease_release_failed")

@@ -23,14 +23,22 @@ CREATE_SESSION = "create_session"
 
 async def fire_schedule(batch_id: str) -> None:
     """Resolve the batch's snapshot, then enqueue one create_session per target still lacking a
-    session. A redelivery (or the reconciler) re-enqueues only what is missing."""
+    session. A redelivery (or the reconciler) re-enqueues only what is missing; with nothing
+    missing, it completes the batch (a zero-target batch, or a re-drive after the last
+    create_session died between its commit and its completion check)."""
     ctx = context.current()
+    bid = uuid.UUID(batch_id)
     async with ctx.transaction() as db:
-        resolved = await fanout.resolve_batch(db, uuid.UUID(batch_id), ctx.clock.now())
+        resolved = await fanout.resolve_batch(db, bid, ctx.clock.now())
     if resolved is None:
         log.warning("batch_gone", extra={"batch_id": batch_id})
         return
     if not resolved.missing:
+        if not resolved.ready:
+            async with ctx.statements() as statements:
+                done = await statements.counts_complete(bid)
+            if done:
+                await _mark_ready(ctx, bid)
         return
     broker = ctx.broker or dramatiq.get_broker()
     actor = broker.get_actor(CREATE_SESSION)
@@ -43,15 +51,19 @@ async def fire_schedule(batch_id: str) -> None:
 async def create_session(batch_id: str, label: str, notes: str | None = None) -> None:
     ctx = context.current()
     bid = uuid.UUID(batch_id)
-    async with ctx.single_statement() as conn:
-        await fanout.create_session(conn, bid, label, notes, ctx.clock.now())
+    async with ctx.statements() as statements:
+        await statements.create_session(bid, label, notes, ctx.clock.now())
         # After the commit, so it sees the other workers' committed counts too. Also when the
         # session already existed: a retry after a crash between insert and mark_ready must
         # still complete the batch.
-        done = await fanout.counts_complete(conn, bid)
+        done = await statements.counts_complete(bid)
     if done:
-        async with ctx.transaction() as db:
-            await fanout.mark_ready(db, bid, ctx.clock.now())
+        await _mark_ready(ctx, bid)
+
+
+async def _mark_ready(ctx: context.WorkerContext, batch_id: uuid.UUID) -> None:
+    async with ctx.transaction() as db:
+        await fanout.mark_ready(db, ctx.store, batch_id, ctx.clock.now())
 
 
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:

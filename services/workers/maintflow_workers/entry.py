@@ -3,6 +3,7 @@ the Redis broker and the worker context from MAINTFLOW_* variables in each worke
 
 from __future__ import annotations
 
+from maintflow_core.db.store import open_store
 from maintflow_core.logging import configure_logging
 from maintflow_core.settings import Settings
 from maintflow_workers import context
@@ -15,5 +16,5 @@ configure_logging(settings)
 if settings.redis_url is None:
     raise SystemExit("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)")
 broker = build_broker(settings)
-context.configure(context.WorkerContext(settings, broker=broker))
+context.configure(context.WorkerContext(settings, broker=broker, store=open_store(settings)))
 broker.add_middleware(DisposeEngine())

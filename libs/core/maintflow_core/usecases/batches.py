@@ -16,12 +16,13 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
+from maintflow_core.db.store import Store
 from maintflow_core.errors import BadRequest, InvalidField, NotFound
 from maintflow_core.models import Batch, Flow, Session
 from maintflow_core.models.sessions import STATUSES
+from maintflow_core.records import session_rows
 from maintflow_core.schemas.batches import BatchLaunch
 from maintflow_core.schemas.targets import Target
-from maintflow_core.usecases.bulk import insert_sessions, session_rows
 from maintflow_core.usecases.flows import get_flow
 from maintflow_core.usecases.pagination import keyset, keyset_params
 from maintflow_core.usecases.target_lists import get_target_list
@@ -111,7 +112,7 @@ async def _resolve_targets(
 
 
 async def launch_batch(
-    db: AsyncSession, clock: Clock, team_id: uuid.UUID, data: BatchLaunch
+    db: AsyncSession, clock: Clock, store: Store, team_id: uuid.UUID, data: BatchLaunch
 ) -> Launched:
     now = clock.now()
     flow = await get_flow(db, team_id, data.flow_id)
@@ -141,7 +142,7 @@ async def launch_batch(
         intake=data.intake,
         now=now,
     )
-    await insert_sessions(db, rows)
+    await store.insert_sessions(db, rows)
     return Launched(
         batch_id=batch.id,
         sessions=[

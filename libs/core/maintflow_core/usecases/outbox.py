@@ -13,16 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.models import Batch, BatchProgress, Outbox
-from maintflow_core.queues import FIRE_BATCH
+from maintflow_core.records import fire_message
 
 OutboxMessage = tuple[int, str, dict[str, Any]]
 Publisher = Callable[[Sequence[OutboxMessage]], Awaitable[None]]
-RELAY_PAGE = 500
 
 
-async def relay_once(
-    db: AsyncSession, publish: Publisher, now: datetime, limit: int = RELAY_PAGE
-) -> int:
+async def relay_once(db: AsyncSession, publish: Publisher, now: datetime, limit: int) -> int:
     """Publish up to `limit` pending rows in the caller's transaction; returns how many."""
     rows = (
         await db.execute(
@@ -103,19 +100,7 @@ async def reconcile(
     if not ids:
         return []
     await db.execute(sa.update(Batch).where(Batch.id.in_(ids)).values(driven_at=now))
-    await db.execute(
-        sa.insert(Outbox),
-        [
-            {
-                "kind": FIRE_BATCH.name,
-                "batch_id": bid,
-                "payload": {"batch_id": str(bid), "redrive": True},
-                "created_at": now,
-                "attempts": 0,
-            }
-            for bid in ids
-        ],
-    )
+    await db.execute(sa.insert(Outbox), [fire_message(bid, now) for bid in ids])
     return ids
 
 

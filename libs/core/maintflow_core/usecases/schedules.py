@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core import cron
 from maintflow_core.clock import Clock
+from maintflow_core.db.store import Store
 from maintflow_core.errors import Conflict, InvalidCron, InvalidField, NotFound
-from maintflow_core.models import Batch, MaintenanceSchedule, Outbox, Session
-from maintflow_core.queues import FIRE_BATCH
+from maintflow_core.models import Batch, MaintenanceSchedule, Session
+from maintflow_core.records import fire
 from maintflow_core.scheduling import Bounds, first_fire, upcoming
 from maintflow_core.schemas.schedules import ScheduleCreate, ScheduleUpdate
 from maintflow_core.settings import Settings
@@ -301,7 +302,7 @@ async def delete_schedule(db: AsyncSession, team_id: uuid.UUID, schedule_id: uui
 
 
 async def run_now(
-    db: AsyncSession, clock: Clock, team_id: uuid.UUID, schedule_id: uuid.UUID
+    db: AsyncSession, clock: Clock, store: Store, team_id: uuid.UUID, schedule_id: uuid.UUID
 ) -> uuid.UUID:
     """A batch for right now, fanned out by the same workers as a scheduled fire. Its targets
     and steps are those of the moment of the request (the list may be edited or deleted before
@@ -314,33 +315,18 @@ async def run_now(
         target_list = await get_target_list(db, team_id, schedule.target_list_id)
         target_list.last_used_at = now
         targets = list(target_list.targets)
-    batch = Batch(
-        id=uuid.uuid4(),
+    new = fire(
+        trigger="run_now",
         team_id=team_id,
         flow_id=schedule.flow_id,
         schedule_id=schedule.id,
-        trigger="run_now",
-        scheduled_for=now,
         target_list_id=schedule.target_list_id,
-        targets=targets,
-        steps=flow.steps,
-        target_count=len(targets),
-        sessions_created=0,
-        created_at=now,
+        instant=now,
+        now=now,
+        snapshot=(targets, flow.steps),
     )
-    db.add(batch)
-    await db.flush()
-    db.add(
-        Outbox(
-            kind=FIRE_BATCH.name,
-            batch_id=batch.id,
-            payload={"batch_id": str(batch.id)},
-            created_at=now,
-            attempts=0,
-        )
-    )
-    await db.flush()
-    return batch.id
+    await store.write_fires(db, [new])
+    return new.id
 
 
 def preview(

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from maintflow_api.deps import DB, State, Viewer
 from maintflow_api.responses import errors
 from maintflow_broker.queues import queue_stats
-from maintflow_core.models import MaintenanceSchedule
+from maintflow_core import due
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
@@ -67,17 +67,11 @@ async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
 async def scheduler_status(db: DB, state: State, principal: Viewer) -> dict[str, Any]:
     current = await lease.current(db)
     now = state.clock.now()
-    backlog = await db.scalar(
-        sa.select(sa.func.count()).where(
-            MaintenanceSchedule.is_active,
-            MaintenanceSchedule.next_run_at.is_not(None),
-            MaintenanceSchedule.next_run_at <= now,
-        )
-    )
+    backlog = await due.backlog(db, due.sources(state.store, state.settings), now)
     live = current is not None and current.expires_at >= now
     return {
         "leader_id": current.holder if live and current else None,
         "leader_since": current.acquired_at if live and current else None,
         "last_tick_at": current.last_tick_at if current else None,
-        "due_backlog": backlog or 0,
+        "due_backlog": backlog,
     }

@@ -138,7 +138,9 @@ async def run_now(
     key: IdempotencyKey = None,
 ) -> Response:
     async def work() -> RunNowAccepted:
-        batch_id = await schedules.run_now(db, state.clock, principal.team_id, schedule_id)
+        batch_id = await schedules.run_now(
+            db, state.clock, state.store, principal.team_id, schedule_id
+        )
         return RunNowAccepted(batch_id=batch_id)
 
     return await run_once(db, state, principal, f"run-now:{schedule_id}", key, 202, work)

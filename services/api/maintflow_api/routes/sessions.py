@@ -37,7 +37,7 @@ async def launch_batch(
     body: BatchLaunch, db: DB, state: State, principal: Engineer, key: IdempotencyKey = None
 ) -> Response:
     async def work() -> BatchLaunched:
-        launched = await batches.launch_batch(db, state.clock, principal.team_id, body)
+        launched = await batches.launch_batch(db, state.clock, state.store, principal.team_id, body)
         # One validation of the whole response from plain dicts (pydantic-core), not 10,000
         # model constructions in Python.
         return BatchLaunched.model_validate(

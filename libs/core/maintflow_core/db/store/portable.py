@@ -1,0 +1,158 @@
+"""The portable store: SQLAlchemy Core only, for SQLite (the embedded mode) and any database
+SQLAlchemy can write `INSERT … ON CONFLICT` for. A claim's writes are a few executemany
+statements; the fan-out's per-target statements share one SQLAlchemy transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from maintflow_core.db.session import create_engine
+from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.models import Batch, BatchProgress, MaintenanceSchedule, Outbox, Session
+from maintflow_core.records import Advance, Fire, progress_shard, session_rows
+
+
+def _on_conflict_insert(db: AsyncSession | AsyncConnection, table: Any) -> Any:
+    """An INSERT that can take ON CONFLICT: SQLAlchemy spells it per dialect."""
+    name = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+class PortableStore(Store):
+    name = "portable"
+
+    def worker_engine(self, pool_size: int) -> AsyncEngine:
+        return create_engine(self.settings, pool_pre_ping=False)
+
+    def session_writer(self, engine: AsyncEngine, pool_size: int) -> SessionWriter:
+        return _PortableSessionWriter(engine)
+
+    async def write_fires(
+        self, db: AsyncSession, fires: Sequence[Fire], advances: Sequence[Advance] = ()
+    ) -> list[uuid.UUID]:
+        new_ids: list[uuid.UUID] = []
+        if fires:
+            # executemany with RETURNING: SQLAlchemy batches it into few multi-row statements.
+            inserted = await db.execute(
+                _on_conflict_insert(db, Batch)
+                .on_conflict_do_nothing(
+                    index_elements=["schedule_id", "scheduled_for"],
+                    index_where=sa.text("trigger = 'schedule'"),
+                )
+                .returning(Batch.id),
+                [f.batch for f in fires],
+            )
+            new_ids = list(inserted.scalars())
+        if new_ids:
+            new = set(new_ids)
+            await db.execute(sa.insert(Outbox), [f.message for f in fires if f.id in new])
+        if advances:
+            table = cast(sa.Table, MaintenanceSchedule.__table__)
+            await db.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("b_id"))
+                .values(
+                    next_run_at=sa.bindparam("next_run_at"),
+                    last_run_at=sa.func.coalesce(sa.bindparam("last_run_at"), table.c.last_run_at),
+                ),
+                [
+                    {
+                        "b_id": a.schedule_id,
+                        "next_run_at": a.next_run_at,
+                        "last_run_at": a.last_run_at,
+                    }
+                    for a in advances
+                ],
+            )
+        return new_ids
+
+    async def insert_sessions(self, db: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await db.execute(sa.insert(Session), list(rows))
+
+    async def insert_once(
+        self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
+    ) -> None:
+        await db.execute(
+            _on_conflict_insert(db, table).values(values).on_conflict_do_nothing(index_elements=key)
+        )
+
+
+class _PortableStatements:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def create_session(
+        self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
+    ) -> bool:
+        batch = (
+            await self.conn.execute(
+                sa.select(Batch.team_id, Batch.flow_id, Batch.steps, Batch.intake).where(
+                    Batch.id == batch_id, Batch.steps.is_not(None)
+                )
+            )
+        ).one_or_none()
+        if batch is None:
+            return False
+        (row,) = session_rows(
+            team_id=batch.team_id,
+            batch_id=batch_id,
+            flow_id=batch.flow_id,
+            targets=[{"label": label, "notes": notes}],
+            steps=batch.steps,
+            intake=batch.intake,
+            now=now,
+        )
+        inserted = await self.conn.execute(
+            _on_conflict_insert(self.conn, Session)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["batch_id", "target_label"])
+            .returning(Session.id)
+        )
+        if inserted.scalar_one_or_none() is None:
+            return False
+        upsert = _on_conflict_insert(self.conn, BatchProgress).values(
+            batch_id=batch_id, shard=progress_shard(), created=1, updated_at=now
+        )
+        await self.conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["batch_id", "shard"],
+                set_={"created": BatchProgress.created + 1, "updated_at": now},
+            )
+        )
+        return True
+
+    async def counts_complete(self, batch_id: uuid.UUID) -> bool:
+        row = (
+            await self.conn.execute(
+                sa.select(
+                    Batch.target_count,
+                    Batch.ready_at,
+                    sa.select(sa.func.coalesce(sa.func.sum(BatchProgress.created), 0))
+                    .where(BatchProgress.batch_id == batch_id)
+                    .scalar_subquery(),
+                ).where(Batch.id == batch_id, Batch.steps.is_not(None))
+            )
+        ).one_or_none()
+        return row is not None and row[1] is None and row[2] >= row[0]
+
+
+class _PortableSessionWriter(SessionWriter):
+    """Both statements in one transaction of the actors' engine, committed at the end (SQLite
+    has one writer; each statement alone would not be atomic with its count)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[SessionStatements]:
+        async with self.engine.begin() as conn:
+            yield _PortableStatements(conn)

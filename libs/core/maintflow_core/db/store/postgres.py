@@ -1,0 +1,261 @@
+"""The PostgreSQL store: every raw SQL statement of maintflow is here. A claim's writes are one
+statement (a data-modifying CTE over arrays), sessions are COPYed, and the fan-out's per-target
+statements are asyncpg prepared statements on autocommitted connections of the worker's own."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from maintflow_core.db.session import create_engine, create_sessionmaker
+from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shard
+
+# Everything a worker writes can be derived again from the batch's snapshot: a PostgreSQL crash
+# that loses the last few hundred ms of commits leaves a batch short of sessions (or not marked
+# ready), which the reconciler re-drives. So the workers skip the WAL flush per commit, which
+# otherwise bounds fan-out.
+WORKER_SERVER_SETTINGS = {"synchronous_commit": "off"}
+
+_UUIDS = postgresql.ARRAY(sa.Uuid)
+_TEXTS = postgresql.ARRAY(sa.Text)
+_INTS = postgresql.ARRAY(sa.Integer)
+_INSTANTS = postgresql.ARRAY(sa.DateTime(timezone=True))
+
+# (column, array type, SQL cast of an element): a fire's batch row and its outbox row.
+_BATCH = (
+    ("id", _UUIDS, ""),
+    ("team_id", _UUIDS, ""),
+    ("flow_id", _UUIDS, ""),
+    ("schedule_id", _UUIDS, ""),
+    ("trigger", _TEXTS, ""),
+    ("scheduled_for", _INSTANTS, ""),
+    ("target_list_id", _UUIDS, ""),
+    ("targets", _TEXTS, "::jsonb"),
+    ("steps", _TEXTS, "::jsonb"),
+    ("target_count", _INTS, ""),
+    ("sessions_created", _INTS, ""),
+    ("created_at", _INSTANTS, ""),
+)
+_OUTBOX = (
+    ("kind", _TEXTS, ""),
+    ("batch_id", _UUIDS, ""),
+    ("payload", _TEXTS, "::jsonb"),
+    ("created_at", _INSTANTS, ""),
+    ("attempts", _INTS, ""),
+)
+_ADVANCE = (("id", _UUIDS), ("next_run_at", _INSTANTS), ("last_run_at", _INSTANTS))
+
+
+def _columns(prefix: str, columns: Sequence[tuple[str, Any, str]]) -> tuple[str, str, str]:
+    """For `unnest(<params>) AS <alias>(<names>)` and `SELECT <casts>`: the bind parameters, the
+    column names, and each column with its cast."""
+    params = ", ".join(f":{prefix}{name}" for name, _type, _cast in columns)
+    names = ", ".join(name for name, _type, _cast in columns)
+    casts = ", ".join(f"{name}{cast}" for name, _type, cast in columns)
+    return params, names, casts
+
+
+_B_PARAMS, _B_NAMES, _B_CASTS = _columns("b_", _BATCH)
+_O_PARAMS, _O_NAMES, _O_CASTS = _columns("o_", _OUTBOX)
+
+# All of a claim's writes in one statement: the batches (an instant already fired is skipped by
+# the partial unique index), the outbox row of each batch actually inserted, and the schedules
+# moved on. Arrays instead of many VALUES rows keep it one short round trip for 500 fires.
+_WRITE_FIRES = sa.text(
+    f"""
+    WITH ins AS (
+        INSERT INTO batches ({_B_NAMES})
+        SELECT {_B_CASTS} FROM unnest({_B_PARAMS}) AS f({_B_NAMES})
+        ON CONFLICT (schedule_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
+        RETURNING id
+    ), messages AS (
+        INSERT INTO outbox ({_O_NAMES})
+        SELECT {_O_CASTS} FROM unnest({_O_PARAMS}) AS o({_O_NAMES})
+         WHERE o.batch_id IN (SELECT id FROM ins)
+    ), moved AS (
+        UPDATE maintenance_schedules AS s
+           SET next_run_at = u.next_run_at,
+               last_run_at = coalesce(u.last_run_at, s.last_run_at)
+          FROM unnest(:a_id, :a_next_run_at, :a_last_run_at) AS u(id, next_run_at, last_run_at)
+         WHERE s.id = u.id
+    )
+    SELECT id FROM ins
+    """
+).bindparams(
+    *(sa.bindparam(f"b_{name}", type_=type_) for name, type_, _cast in _BATCH),
+    *(sa.bindparam(f"o_{name}", type_=type_) for name, type_, _cast in _OUTBOX),
+    *(sa.bindparam(f"a_{name}", type_=type_) for name, type_ in _ADVANCE),
+)
+
+# Insert the session from the batch's snapshot and count it in a progress shard in one
+# statement, atomic on its own: one round trip, no BEGIN/COMMIT. The session's columns are those
+# of `records.session_rows`, taken from the batch server-side (its steps can be large).
+_CREATE_SESSION = """
+    WITH ins AS (
+        INSERT INTO sessions (id, team_id, batch_id, flow_id, target_label, target_notes, status,
+                              steps, intake, created_at, updated_at)
+        SELECT $1::uuid, b.team_id, b.id, b.flow_id, $3::text, $4::text, 'pending', b.steps,
+               b.intake, $5::timestamptz, $5::timestamptz
+          FROM batches b
+         WHERE b.id = $2::uuid AND b.steps IS NOT NULL
+        ON CONFLICT (batch_id, target_label) DO NOTHING
+        RETURNING batch_id
+    )
+    INSERT INTO batch_progress AS p (batch_id, shard, created, updated_at)
+    SELECT batch_id, $6::int, 1, $5::timestamptz FROM ins
+    ON CONFLICT (batch_id, shard)
+        DO UPDATE SET created = p.created + 1, updated_at = excluded.updated_at
+    RETURNING created
+"""
+
+_COUNTS_COMPLETE = """
+    SELECT b.ready_at IS NULL
+           AND (SELECT coalesce(sum(p.created), 0) FROM batch_progress p
+                 WHERE p.batch_id = $1::uuid) >= b.target_count
+      FROM batches b
+     WHERE b.id = $1::uuid AND b.steps IS NOT NULL
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _arrays(
+    prefix: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Any, str]]
+) -> dict[str, list[Any]]:
+    return {
+        f"{prefix}{name}": [
+            _json(row.get(name)) if cast == "::jsonb" else row.get(name) for row in rows
+        ]
+        for name, _type, cast in columns
+    }
+
+
+class PostgresStore(Store):
+    name = "postgres"
+
+    def worker_engine(self, pool_size: int) -> AsyncEngine:
+        # No pre-ping: a connection broken by a database restart fails one message, which is
+        # retried; pinging would add a round trip to every one of them.
+        return create_engine(
+            self.settings,
+            pool_pre_ping=False,
+            connect_args={"server_settings": WORKER_SERVER_SETTINGS},
+            pool_size=pool_size,
+            max_overflow=0,
+        )
+
+    def session_writer(self, engine: AsyncEngine, pool_size: int) -> SessionWriter:
+        return _PostgresSessionWriter(self.settings.database_url, pool_size)
+
+    def read_sessionmaker(self, engine: AsyncEngine) -> async_sessionmaker[AsyncSession] | None:
+        # Reads in autocommit: each of a GET's (few) statements is its own snapshot, which
+        # saves the BEGIN and ROLLBACK round trips of every read request.
+        return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    async def write_fires(
+        self, db: AsyncSession, fires: Sequence[Fire], advances: Sequence[Advance] = ()
+    ) -> list[uuid.UUID]:
+        params = {
+            **_arrays("b_", [f.batch for f in fires], _BATCH),
+            **_arrays("o_", [f.message for f in fires], _OUTBOX),
+            "a_id": [a.schedule_id for a in advances],
+            "a_next_run_at": [a.next_run_at for a in advances],
+            "a_last_run_at": [a.last_run_at for a in advances],
+        }
+        return list((await db.execute(_WRITE_FIRES, params)).scalars())
+
+    async def insert_sessions(self, db: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        connection = await db.connection()
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        # The steps snapshot is the same for every row: encode it once.
+        encoded: dict[int, str | None] = {}
+
+        def as_json(value: Any) -> str | None:
+            key = id(value)
+            if key not in encoded:
+                encoded[key] = _json(value)
+            return encoded[key]
+
+        records = [
+            tuple(
+                as_json(row[col]) if col in ("steps", "intake") else row[col]
+                for col in SESSION_COLUMNS
+            )
+            for row in rows
+        ]
+        await driver.copy_records_to_table("sessions", records=records, columns=SESSION_COLUMNS)
+
+    async def insert_once(
+        self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
+    ) -> None:
+        await db.execute(
+            postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=key)
+        )
+
+
+async def _keep_session_state(conn: asyncpg.Connection) -> None:
+    """Pool release hook: the hot path leaves no session state behind (no LISTEN, cursors,
+    advisory locks or SETs), so skip asyncpg's default reset query — a round trip per message.
+    An open transaction is still rolled back by asyncpg before this runs."""
+
+
+class _PostgresStatements:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def create_session(
+        self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
+    ) -> bool:
+        created = await self.conn.fetchval(
+            _CREATE_SESSION, uuid.uuid4(), batch_id, label, notes, now, progress_shard()
+        )
+        return created is not None
+
+    async def counts_complete(self, batch_id: uuid.UUID) -> bool:
+        return bool(await self.conn.fetchval(_COUNTS_COMPLETE, batch_id))
+
+
+class _PostgresSessionWriter(SessionWriter):
+    """Raw asyncpg connections in autocommit, from a pool of the worker's own, so each statement
+    is one prepared-statement round trip with no ORM layer, no BEGIN/COMMIT and no reset query
+    on release."""
+
+    def __init__(self, database_url: str, pool_size: int) -> None:
+        self.dsn = make_url(database_url).set(drivername="postgresql")
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[SessionStatements]:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.dsn.render_as_string(hide_password=False),
+                min_size=0,
+                max_size=self.pool_size,
+                server_settings=WORKER_SERVER_SETTINGS,
+                reset=_keep_session_state,
+                max_inactive_connection_lifetime=300,
+            )
+        async with self._pool.acquire() as conn:
+            yield _PostgresStatements(conn)
+
+    async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,26 @@
+"""The due-work sources the scheduler leader's tick walks, in order. Adding one (window
+transitions, system jobs) is a module here whose class satisfies `DueSource`, listed below, plus
+its outbox kind (`maintflow_core.queues`) and its actor in the workers: the tick, the relay and
+the reconciler do not change (docs/operations.md, "Adding a due-work source")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maintflow_core.db.store import Store
+from maintflow_core.due.base import ClaimResult, DueSource
+from maintflow_core.due.schedules import MaintenanceSchedules
+from maintflow_core.settings import Settings
+
+__all__ = ["ClaimResult", "DueSource", "backlog", "sources"]
+
+
+def sources(store: Store, settings: Settings) -> list[DueSource]:
+    return [MaintenanceSchedules(store, settings)]
+
+
+async def backlog(db: AsyncSession, sources: list[DueSource], now: datetime) -> int:
+    """Work due at `now` and not claimed yet, over every source."""
+    return sum([await source.backlog(db, now) for source in sources])
