@@ -1,5 +1,5 @@
-"""Launching a batch by hand (all sessions in one transaction) and reading batches with their
-status rollups, which are computed by the database."""
+"""Reading batches: one by id, pages with their status rollups (computed by the database), and
+the fired batches by progress. Launching one is `launch`."""
 
 from __future__ import annotations
 
@@ -12,26 +12,13 @@ from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maintflow_core.clock import Clock
-from maintflow_core.db.store import Store
-from maintflow_core.errors import BadRequest, InvalidField, NotFound
-from maintflow_core.models import Batch, Flow, Session
+from maintflow_core.errors import NotFound
+from maintflow_core.models import Batch, Session
 from maintflow_core.models.sessions import STATUSES
-from maintflow_core.records import session_rows
-from maintflow_core.schemas.batches import BatchLaunch
-from maintflow_core.schemas.targets import Target
-from maintflow_core.usecases.flows import get_flow
 from maintflow_core.usecases.pagination import keyset, keyset_params
-from maintflow_core.usecases.target_lists import get_target_list
-
-
-@dataclass(frozen=True)
-class Launched:
-    batch_id: uuid.UUID
-    sessions: list[dict[str, Any]]
+from maintflow_core.usecases.sessions import FINAL
 
 
 class BatchFields(Protocol):
@@ -72,90 +59,6 @@ class BatchView:
             "status_counts": {s: self.status_counts.get(s, 0) for s in STATUSES},
             "progress": self.progress,
         }
-
-
-def require_maintenance(flow: Flow) -> None:
-    if flow.flow_type != "maintenance":
-        raise BadRequest(
-            f"flow {flow.id} is a {flow.flow_type} flow; only maintenance flows run as batches"
-        )
-
-
-async def targets_of_batch(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await db.execute(
-        sa.select(Session.target_label, Session.target_notes)
-        .where(Session.batch_id == batch_id)
-        .order_by(Session.target_label)
-    )
-    return [{"label": label, "notes": notes} for label, notes in rows]
-
-
-_TARGETS = TypeAdapter(list[Target])
-
-
-async def _resolve_targets(
-    db: AsyncSession, team_id: uuid.UUID, data: BatchLaunch, now: datetime
-) -> list[dict[str, Any]]:
-    if data.targets is not None:
-        dumped: list[dict[str, Any]] = _TARGETS.dump_python(data.targets)  # one call, ≤ 10,000
-        return dumped
-    if data.target_list_id is not None:
-        target_list = await get_target_list(db, team_id, data.target_list_id)
-        target_list.last_used_at = now
-        return list(target_list.targets)
-    assert data.from_batch_id is not None
-    source = await get_batch(db, team_id, data.from_batch_id)
-    targets = await targets_of_batch(db, source.id)
-    if not targets:
-        raise InvalidField("from_batch_id", "that batch has no sessions to copy targets from")
-    return targets
-
-
-async def launch_batch(
-    db: AsyncSession, clock: Clock, store: Store, team_id: uuid.UUID, data: BatchLaunch
-) -> Launched:
-    now = clock.now()
-    flow = await get_flow(db, team_id, data.flow_id)
-    require_maintenance(flow)
-    targets = await _resolve_targets(db, team_id, data, now)
-    batch = Batch(
-        id=uuid.uuid4(),
-        team_id=team_id,
-        flow_id=flow.id,
-        trigger="manual",
-        target_list_id=data.target_list_id,
-        steps=None,
-        intake=data.intake,
-        target_count=len(targets),
-        sessions_created=len(targets),
-        created_at=now,
-        ready_at=now,
-    )
-    db.add(batch)
-    await db.flush()
-    rows = session_rows(
-        team_id=team_id,
-        batch_id=batch.id,
-        flow_id=flow.id,
-        targets=targets,
-        steps=flow.steps,
-        intake=data.intake,
-        now=now,
-    )
-    await store.insert_sessions(db, rows)
-    return Launched(
-        batch_id=batch.id,
-        sessions=[
-            {
-                "id": r["id"],
-                "batch_id": batch.id,
-                "target_label": r["target_label"],
-                "flow_id": flow.id,
-                "status": "pending",
-            }
-            for r in rows
-        ],
-    )
 
 
 async def get_batch(db: AsyncSession, team_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
@@ -252,12 +155,21 @@ async def list_batches(
     return views
 
 
-async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await db.execute(
-        sa.select(
-            Session.id, Session.batch_id, Session.target_label, Session.flow_id, Session.status
-        )
-        .where(Session.batch_id == batch_id)
-        .order_by(Session.target_label)
+async def fired_batch_counts(db: AsyncSession, team_id: uuid.UUID) -> dict[str, int]:
+    """The team's fired batches (scheduled or run now): still fanning out, ready with sessions
+    to work through, and ready with every session final."""
+    unfinished = (
+        sa.select(Session.id)
+        .where(Session.batch_id == Batch.id, Session.status.not_in(FINAL))
+        .exists()
     )
-    return [dict(r._mapping) for r in rows]
+    row = (
+        await db.execute(
+            sa.select(
+                sa.func.count().filter(Batch.ready_at.is_(None)),
+                sa.func.count().filter(Batch.ready_at.is_not(None), unfinished),
+                sa.func.count().filter(Batch.ready_at.is_not(None), sa.not_(unfinished)),
+            ).where(Batch.team_id == team_id, Batch.trigger.in_(("schedule", "run_now")))
+        )
+    ).one()
+    return {"fanning_out": row[0], "in_progress": row[1], "completed": row[2]}

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import Conflict, NotFound
+from maintflow_core.errors import BadRequest, Conflict, NotFound
 from maintflow_core.models import Flow, MaintenanceSchedule
 from maintflow_core.models.flows import FLOW_TYPES
 from maintflow_core.schemas.flows import FlowCreate, FlowUpdate
@@ -33,6 +33,13 @@ async def create_flow(db: AsyncSession, clock: Clock, team_id: uuid.UUID, data: 
     db.add(flow)
     await db.flush()
     return flow
+
+
+def require_maintenance(flow: Flow) -> None:
+    if flow.flow_type != "maintenance":
+        raise BadRequest(
+            f"flow {flow.id} is a {flow.flow_type} flow; only maintenance flows run as batches"
+        )
 
 
 async def get_flow(db: AsyncSession, team_id: uuid.UUID, flow_id: uuid.UUID) -> Flow:

@@ -1,5 +1,5 @@
-"""Reading sessions and moving them through their states:
-pending → in_progress → completed | failed, and pending | in_progress → cancelled."""
+"""Reading sessions (one, a page, a batch's briefs and targets) and moving them through their
+states: pending → in_progress → completed | failed, and pending | in_progress → cancelled."""
 
 from __future__ import annotations
 
@@ -45,6 +45,26 @@ async def get_session(
     if session is None:
         raise NotFound("session not found")
     return session
+
+
+async def targets_of_batch(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        sa.select(Session.target_label, Session.target_notes)
+        .where(Session.batch_id == batch_id)
+        .order_by(Session.target_label)
+    )
+    return [{"label": label, "notes": notes} for label, notes in rows]
+
+
+async def session_briefs(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await db.execute(
+        sa.select(
+            Session.id, Session.batch_id, Session.target_label, Session.flow_id, Session.status
+        )
+        .where(Session.batch_id == batch_id)
+        .order_by(Session.target_label)
+    )
+    return [dict(r._mapping) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from maintflow_core.schemas.schedules import (
     ScheduleStats,
     ScheduleUpdate,
 )
-from maintflow_core.usecases import schedules
+from maintflow_core.usecases import launch, schedules
 from maintflow_core.usecases.pagination import page_of
 
 router = APIRouter(tags=["maintenance schedules"], responses=errors(401))
@@ -138,7 +138,7 @@ async def run_now(
     key: IdempotencyKey = None,
 ) -> Response:
     async def work() -> RunNowAccepted:
-        batch_id = await schedules.run_now(
+        batch_id = await launch.run_now(
             db, state.clock, state.store, principal.team_id, schedule_id
         )
         return RunNowAccepted(batch_id=batch_id)

@@ -21,7 +21,7 @@ from maintflow_core.schemas.batches import (
     Trigger,
 )
 from maintflow_core.schemas.common import AwareInstant, Label, Page
-from maintflow_core.usecases import batches, sessions
+from maintflow_core.usecases import batches, launch, sessions
 from maintflow_core.usecases.pagination import page_of
 
 router = APIRouter(tags=["sessions and batches"], responses=errors(401))
@@ -37,7 +37,7 @@ async def launch_batch(
     body: BatchLaunch, db: DB, state: State, principal: Engineer, key: IdempotencyKey = None
 ) -> Response:
     async def work() -> BatchLaunched:
-        launched = await batches.launch_batch(db, state.clock, state.store, principal.team_id, body)
+        launched = await launch.launch_batch(db, state.clock, state.store, principal.team_id, body)
         # One validation of the whole response from plain dicts (pydantic-core), not 10,000
         # model constructions in Python.
         return BatchLaunched.model_validate(
@@ -119,5 +119,5 @@ async def get_batch(batch_id: uuid.UUID, db: DB, principal: Viewer) -> BatchDeta
     batch = await batches.get_batch(db, principal.team_id, batch_id)
     counts = await batches.status_counts(db, [batch.id])
     view = batches.BatchView(batch, counts.get(batch.id, {}))
-    briefs = await batches.session_briefs(db, batch.id)
+    briefs = await sessions.session_briefs(db, batch.id)
     return BatchDetail(**view.as_dict(), sessions=[SessionBrief(**s) for s in briefs])
