@@ -5,8 +5,12 @@ messages the relay makes of outbox rows."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+import dramatiq
+import pytest
 
 from maintflow_broker.enqueue import enqueue_many, outbox_messages
 from maintflow_broker.queues import oldest_queued_at, queue_stats
@@ -16,7 +20,20 @@ from maintflow_workers.broker import build_broker
 from tests.kit.broker import redis_broker
 
 
-def _oldest_is_the_older_head(broker: Any) -> None:
+@pytest.fixture(params=["memory", "redis"])
+def broker(
+    request: pytest.FixtureRequest, base_settings: Settings, redis_url: str, redis_namespace: str
+) -> Iterator[dramatiq.Broker]:
+    """maintflow's broker with the actors declared: in memory, and on Redis in this test's
+    namespace."""
+    if request.param == "memory":
+        yield build_broker(base_settings, stub=True)
+        return
+    with redis_broker(base_settings, redis_url, redis_namespace) as on_redis:
+        yield on_redis
+
+
+def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(broker: Any) -> None:
     assert oldest_queued_at(broker) is None
     t0 = 1_780_000_000_000  # ms
     fire_msg = broker.get_actor("fire_schedule").message(str(uuid.uuid4()))
@@ -36,14 +53,6 @@ def _oldest_is_the_older_head(broker: Any) -> None:
     assert oldest_queued_at(broker) == datetime.fromtimestamp((t0 + 5_000) / 1000, UTC)
 
 
-def test_oldest_queued_at_reads_the_heads_of_the_fan_out_queues(
-    base_settings: Settings, redis_url: str, redis_namespace: str
-) -> None:
-    _oldest_is_the_older_head(build_broker(base_settings, stub=True))
-    with redis_broker(base_settings, redis_url, redis_namespace) as broker:
-        _oldest_is_the_older_head(broker)
-
-
 def test_enqueue_many_reloads_the_dispatch_script_that_redis_forgot(
     base_settings: Settings, redis_url: str, redis_namespace: str
 ) -> None:
@@ -58,7 +67,7 @@ def test_enqueue_many_reloads_the_dispatch_script_that_redis_forgot(
         assert broker.client.hlen(f"{redis_namespace}:{SESSIONS_QUEUE}.msgs") == 6
 
 
-def _stats_count_waiting_messages(broker: Any) -> None:
+def test_queue_stats_count_the_messages_the_relay_makes(broker: Any) -> None:
     assert {q["name"]: q["depth"] for q in queue_stats(broker)} == {
         FANOUT_QUEUE: 0,
         SESSIONS_QUEUE: 0,
@@ -74,12 +83,7 @@ def _stats_count_waiting_messages(broker: Any) -> None:
     assert stats[SESSIONS_QUEUE]["depth"] == 0
 
 
-def test_queue_stats_read_alike_on_redis_and_in_memory(
-    base_settings: Settings, redis_url: str, redis_namespace: str
-) -> None:
-    _stats_count_waiting_messages(build_broker(base_settings, stub=True))
-    with redis_broker(base_settings, redis_url, redis_namespace) as broker:
-        _stats_count_waiting_messages(broker)
+def test_without_a_broker_every_queue_reads_empty() -> None:
     assert queue_stats(None) == [
         {"name": q, "depth": 0, "delayed": 0, "dead_letter": 0}
         for q in (FANOUT_QUEUE, SESSIONS_QUEUE)
