@@ -5,7 +5,7 @@ worker process by `configure`."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +50,11 @@ class WorkerContext:
         async with self._open_db() as db, db.begin():
             yield db
 
-    @asynccontextmanager
-    async def statements(self) -> AsyncIterator[SessionStatements]:
+    def statements(self) -> AbstractAsyncContextManager[SessionStatements]:
         """The fan-out's per-target statements (the hot path), on the store's connections."""
         if self._writer is None:
             self._writer = self.store.session_writer(self.engine, self.connections_per_pool)
-        async with self._writer.connect() as statements:
-            yield statements
+        return self._writer.connect()
 
     async def dispose(self) -> None:
         if self._writer is not None:

@@ -15,14 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 @dataclass
 class ClaimResult:
-    """What one claim pass of a source did (or, added up, a tick)."""
+    """What one claim pass of a source did (or, added up, a tick). `missed` and `lag_seconds` are
+    logged in the source's event now and are what the metrics of the observability work will
+    read."""
 
-    claimed: int = 0  # due rows locked; a pass that locks its whole limit is followed by another
-    fired: list[uuid.UUID] = field(default_factory=list)  # one outbox row each (for schedules:
-    # the batches created)
-    duplicates: int = 0  # instants another claimer had fired already (the unique index)
-    missed: int = 0  # rows whose missed instants went through their misfire policy
-    lag_seconds: list[float] = field(default_factory=list)  # per instant fired: now - instant
+    # Due rows locked; a pass that locks its whole limit is followed by another.
+    claimed: int = 0
+    # What was fired, one outbox row each (for maintenance schedules: the batches created).
+    fired: list[uuid.UUID] = field(default_factory=list)
+    # Instants another claimer had fired already (refused by the unique index).
+    duplicates: int = 0
+    # Rows whose missed instants went through their misfire policy.
+    missed: int = 0
+    # Per instant planned: how late (now - instant), in seconds.
+    lag_seconds: list[float] = field(default_factory=list)
 
     def add(self, other: ClaimResult) -> None:
         self.claimed += other.claimed
