@@ -106,13 +106,13 @@ class SchedulerService:
             return total
         self._claiming = True
         try:
-            unrelayed = 0
+            unrelayed: int | None = 0
             for source in self.sources:
-                claimed = await self._claim(source, unrelayed)
-                if claimed is None:
-                    return total
-                result, unrelayed = claimed
+                result = due.ClaimResult()
+                unrelayed = await self._claim(source, result, unrelayed or 0)
                 total.add(result)
+                if unrelayed is None:
+                    return total
                 if result.fired or result.missed:
                     log.info(source.event, extra=result.report(source.fired_as))
         finally:
@@ -122,12 +122,12 @@ class SchedulerService:
         return total
 
     async def _claim(
-        self, source: due.DueSource, unrelayed: int
-    ) -> tuple[due.ClaimResult, int] | None:
-        """One source's passes; None when the fence failed (this replica no longer leads).
-        `unrelayed`: outbox rows this tick wrote since its last relay, before and after."""
+        self, source: due.DueSource, result: due.ClaimResult, unrelayed: int
+    ) -> int | None:
+        """One source's passes, added to `result`. Returns the outbox rows this tick has written
+        since its last relay (`unrelayed` before), or None when the fence failed: this replica
+        no longer leads."""
         limit = self.settings.scheduler_claim_batch
-        result = due.ClaimResult()
         for _ in range(MAX_CLAIM_PASSES):
             now = self.clock.now()
             async with self.open_db() as db, db.begin():
@@ -144,7 +144,7 @@ class SchedulerService:
             if self._relay_due() and await self._others_pending(unrelayed):
                 await self.relay()
                 unrelayed = 0
-        return result, unrelayed
+        return unrelayed
 
     async def _others_pending(self, mine: int) -> bool:
         async with self.open_db() as db:
