@@ -1,6 +1,6 @@
 """The bounded chaos run of CI, at the shipped defaults (lease, renew, reconciler, broker heartbeat,
 pools: only the schedule interval is lowered): the API, 3 scheduler replicas and 2 worker
-processes as real processes, schedules firing every second with 5 targets each, and 90 s of
+processes as real processes, 20 schedules firing every second with 5 targets each, and 90 s of
 faults — the leader SIGKILLed every ~25 s, a worker every ~15 s, the leader SIGSTOPped past its
 lease, Redis and PostgreSQL each restarted once. Every fault of the plan is injected (one that
 cannot be fails the run), every leader fault is followed by a takeover within two leases, and
@@ -9,7 +9,8 @@ afterwards every instant has exactly one batch, every batch one session per targ
 how long until the batches it hit were complete (recovery.py).
 
 Fewer schedules than the issue's 200: this box fans out ~400 sessions/s with 2 workers, not
-1,000 (the numbers are in docs/reliability.md). Bigger runs by hand: `python -m
+1,000 (the numbers are in docs/reliability.md); at 20 (100 sessions/s) the work a fault delays is
+not hidden behind a queue, so the report's recovery figures mean something. Bigger runs by hand: `python -m
 tests.chaos.run`, or this test with MAINTFLOW_CHAOS_SCHEDULES=200 MAINTFLOW_CHAOS_SECONDS=600
 (and a longer MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the PostgreSQL and Redis servers of
 the test run once each (shared by every test using them):
@@ -33,7 +34,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 # that most have the batches they hit to themselves (recovery.AFTER is 20 s).
 CI = ChaosConfig(
     seconds=90,
-    schedules=40,
+    schedules=20,
     leader_kill_every_s=25,
     worker_kill_every_s=15,
     settle_timeout_s=300,
