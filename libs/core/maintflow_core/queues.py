@@ -22,10 +22,12 @@ class OutboxKind:
     queue: str
     args: tuple[str, ...]
 
-    def payload(self, **args: Any) -> dict[str, Any]:
-        if set(args) != set(self.args):
-            raise ValueError(f"{self.name} takes {self.args}, got {sorted(args)}")
-        return dict(args)
+    def payload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`args` as the outbox row's payload, once checked to be this kind's arguments (in
+        their order)."""
+        if tuple(args) != self.args:
+            raise ValueError(f"{self.name} takes {self.args}, got {tuple(args)}")
+        return args
 
     def message_args(self, payload: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(payload[name] for name in self.args)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from maintflow_core.queues import FIRE_BATCH, OutboxKind
 
@@ -23,7 +22,7 @@ def outbox_row(
     return {
         "kind": kind.name,
         "batch_id": batch_id,
-        "payload": kind.payload(**args),
+        "payload": kind.payload(args),
         "created_at": now,
         "attempts": 0,
     }
@@ -34,8 +33,7 @@ def fire_message(batch_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     return outbox_row(FIRE_BATCH, {"batch_id": str(batch_id)}, now, batch_id=batch_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Fire:
+class Fire(NamedTuple):
     """A batch to create and the outbox row that hands it to the workers, written together."""
 
     batch: dict[str, Any]
@@ -62,8 +60,9 @@ def fire(
     steps are read when its fan-out starts) or "run_now" (with the `snapshot` of targets and
     steps taken at the request). A batch without a snapshot has no `targets`/`steps` keys, so
     they are stored as SQL NULL: "not resolved yet"."""
+    batch_id = uuid.uuid4()
     batch: dict[str, Any] = {
-        "id": uuid.uuid4(),
+        "id": batch_id,
         "team_id": team_id,
         "flow_id": flow_id,
         "schedule_id": schedule_id,
@@ -77,11 +76,10 @@ def fire(
     if snapshot is not None:
         targets, steps = snapshot
         batch.update(targets=targets, steps=steps, target_count=len(targets))
-    return Fire(batch, fire_message(batch["id"], now))
+    return Fire(batch, fire_message(batch_id, now))
 
 
-@dataclass(frozen=True, slots=True)
-class Advance:
+class Advance(NamedTuple):
     """A claimed schedule moved on: its next instant (None: it has no more), and the newest
     instant it fired (None: it fired none, last_run_at stays)."""
 

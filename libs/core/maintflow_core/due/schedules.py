@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,7 +64,8 @@ async def lock_due(db: AsyncSession, now: datetime, limit: int) -> list[DueSched
         .limit(limit)
         .with_for_update(skip_locked=True, of=S)
     )
-    return [DueSchedule(*row) for row in rows]
+    # The rows are named tuples with DueSchedule's fields already: no copy per row.
+    return cast(list[DueSchedule], rows.all())
 
 
 @dataclass
@@ -86,14 +87,15 @@ def plan_claim(
     """Pure: the fires of `schedules` at `now` (see `scheduling.plan`) and their next instants."""
     result = ClaimPlan()
     # `plan` is pure given `now`: schedules with the same rule, due instant, policy and bounds
-    # get the same plan. In a top-of-the-hour storm that is most of the pass.
-    plans: dict[tuple[Any, ...], FirePlan] = {}
+    # get the same plan (with the same newest instant and lags). In a top-of-the-hour storm
+    # that is most of the pass.
+    plans: dict[tuple[Any, ...], tuple[FirePlan, datetime | None, list[float]]] = {}
     for s in schedules:
         key = (s.cron_expression, s.timezone, s.next_run_at, s.misfire_policy, s.start_at, s.end_at)
-        fire_plan = plans.get(key)
-        if fire_plan is None:
+        planned = plans.get(key)
+        if planned is None:
             try:
-                fire_plan = plans[key] = plan(
+                fire_plan = plan(
                     cron.parse(s.cron_expression, s.timezone),
                     s.next_run_at,
                     now,
@@ -106,7 +108,11 @@ def plan_claim(
                 result.invalid.append((s.id, str(exc)))
                 result.advances.append(Advance(s.id, None, None))
                 continue
-        result.missed += int(fire_plan.missed)
+            instants = fire_plan.instants
+            lags = [(now - instant).total_seconds() for instant in instants]
+            planned = plans[key] = (fire_plan, max(instants) if instants else None, lags)
+        fire_plan, last, lags = planned
+        result.missed += fire_plan.missed
         for instant in fire_plan.instants:
             result.fires.append(
                 fire(
@@ -119,8 +125,7 @@ def plan_claim(
                     now=now,
                 )
             )
-            result.lag_seconds.append((now - instant).total_seconds())
-        last = max(fire_plan.instants) if fire_plan.instants else None
+        result.lag_seconds += lags
         result.advances.append(Advance(s.id, fire_plan.next_run_at, last))
     return result
 

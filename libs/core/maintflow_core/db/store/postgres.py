@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -27,76 +28,123 @@ from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shar
 # otherwise bounds fan-out.
 WORKER_SERVER_SETTINGS = {"synchronous_commit": "off"}
 
-_UUIDS = postgresql.ARRAY(sa.Uuid)
-_TEXTS = postgresql.ARRAY(sa.Text)
-_INTS = postgresql.ARRAY(sa.Integer)
-_INSTANTS = postgresql.ARRAY(sa.DateTime(timezone=True))
+_INSTANT = sa.DateTime(timezone=True)
 
-# (column, array type, SQL cast of an element): a fire's batch row and its outbox row.
-_BATCH = (
-    ("id", _UUIDS, ""),
-    ("team_id", _UUIDS, ""),
-    ("flow_id", _UUIDS, ""),
-    ("schedule_id", _UUIDS, ""),
-    ("trigger", _TEXTS, ""),
-    ("scheduled_for", _INSTANTS, ""),
-    ("target_list_id", _UUIDS, ""),
-    ("targets", _TEXTS, "::jsonb"),
-    ("steps", _TEXTS, "::jsonb"),
-    ("target_count", _INTS, ""),
-    ("sessions_created", _INTS, ""),
-    ("created_at", _INSTANTS, ""),
+# (column, element type, JSON?): a fire's batch row, and its outbox row.
+_BATCH: tuple[tuple[str, Any, bool], ...] = (
+    ("id", sa.Uuid, False),
+    ("team_id", sa.Uuid, False),
+    ("flow_id", sa.Uuid, False),
+    ("schedule_id", sa.Uuid, False),
+    ("trigger", sa.Text, False),
+    ("scheduled_for", _INSTANT, False),
+    ("target_list_id", sa.Uuid, False),
+    ("targets", sa.Text, True),
+    ("steps", sa.Text, True),
+    ("target_count", sa.Integer, False),
+    ("sessions_created", sa.Integer, False),
+    ("created_at", _INSTANT, False),
 )
-_OUTBOX = (
-    ("kind", _TEXTS, ""),
-    ("batch_id", _UUIDS, ""),
-    ("payload", _TEXTS, "::jsonb"),
-    ("created_at", _INSTANTS, ""),
-    ("attempts", _INTS, ""),
+_OUTBOX: tuple[tuple[str, Any, bool], ...] = (
+    ("kind", sa.Text, False),
+    ("batch_id", sa.Uuid, False),
+    ("payload", sa.Text, True),
+    ("created_at", _INSTANT, False),
+    ("attempts", sa.Integer, False),
 )
-_ADVANCE = (("id", _UUIDS), ("next_run_at", _INSTANTS), ("last_run_at", _INSTANTS))
+_ADVANCE = (("id", sa.Uuid), ("next_run_at", _INSTANT), ("last_run_at", _INSTANT))
 
 
-def _columns(prefix: str, columns: Sequence[tuple[str, Any, str]]) -> tuple[str, str, str]:
-    """For `unnest(<params>) AS <alias>(<names>)` and `SELECT <casts>`: the bind parameters, the
-    column names, and each column with its cast."""
-    params = ", ".join(f":{prefix}{name}" for name, _type, _cast in columns)
-    names = ", ".join(name for name, _type, _cast in columns)
-    casts = ", ".join(f"{name}{cast}" for name, _type, cast in columns)
-    return params, names, casts
-
-
-_B_PARAMS, _B_NAMES, _B_CASTS = _columns("b_", _BATCH)
-_O_PARAMS, _O_NAMES, _O_CASTS = _columns("o_", _OUTBOX)
-
-# All of a claim's writes in one statement: the batches (an instant already fired is skipped by
-# the partial unique index), the outbox row of each batch actually inserted, and the schedules
-# moved on. Arrays instead of many VALUES rows keep it one short round trip for 500 fires.
-_WRITE_FIRES = sa.text(
-    f"""
-    WITH ins AS (
-        INSERT INTO batches ({_B_NAMES})
-        SELECT {_B_CASTS} FROM unnest({_B_PARAMS}) AS f({_B_NAMES})
-        ON CONFLICT (schedule_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
-        RETURNING id
-    ), messages AS (
-        INSERT INTO outbox ({_O_NAMES})
-        SELECT {_O_CASTS} FROM unnest({_O_PARAMS}) AS o({_O_NAMES})
-         WHERE o.batch_id IN (SELECT id FROM ins)
-    ), moved AS (
-        UPDATE maintenance_schedules AS s
-           SET next_run_at = u.next_run_at,
-               last_run_at = coalesce(u.last_run_at, s.last_run_at)
-          FROM unnest(:a_id, :a_next_run_at, :a_last_run_at) AS u(id, next_run_at, last_run_at)
-         WHERE s.id = u.id
+def _rows_source(
+    prefix: str, alias: str, columns: Sequence[tuple[str, Any, bool]], same: frozenset[str]
+) -> tuple[str, list[sa.BindParameter[Any]]]:
+    """`<values> FROM unnest(<arrays>) …`, one array per column, except that
+    - a column with the same value in every row (`same`: in a claim, the trigger, the counts,
+      the instant of creation, the outbox kind…) is one scalar parameter, and
+    - a JSON column is one JSON array (encoded in one call, not one per row), whose elements
+      are joined to the rows by their position.
+    Less to encode and send than one array per column."""
+    values, arrays, names, joins, params = [], [], [], [], []
+    for name, type_, is_json in columns:
+        param = f"{prefix}{name}"
+        if param in same:
+            value = f"CAST(:{param} AS jsonb)" if is_json else f":{param}"
+            params.append(sa.bindparam(param, type_=type_))
+        elif is_json:
+            # A JSON null element is a row without a value: SQL NULL.
+            value = f"NULLIF({alias}_{name}.value, 'null'::jsonb)"
+            joins.append(
+                f"JOIN jsonb_array_elements(CAST(:{param} AS jsonb)) WITH ORDINALITY"
+                f" AS {alias}_{name}(value, n) USING (n)"
+            )
+            params.append(sa.bindparam(param, type_=sa.Text))
+        else:
+            value = f"{alias}.{name}"
+            arrays.append(f":{param}")
+            names.append(name)
+            params.append(sa.bindparam(param, type_=postgresql.ARRAY(type_)))
+        values.append(value)
+    source = (
+        f"{', '.join(values)} FROM unnest({', '.join(arrays)}) WITH ORDINALITY"
+        f" AS {alias}({', '.join(names)}, n) {' '.join(joins)}"
     )
-    SELECT id FROM ins
-    """
-).bindparams(
-    *(sa.bindparam(f"b_{name}", type_=type_) for name, type_, _cast in _BATCH),
-    *(sa.bindparam(f"o_{name}", type_=type_) for name, type_, _cast in _OUTBOX),
-    *(sa.bindparam(f"a_{name}", type_=type_) for name, type_ in _ADVANCE),
-)
+    return source, params
+
+
+@lru_cache(maxsize=16)
+def _write_fires(same: frozenset[str]) -> sa.TextClause:
+    """All of a claim's writes in one statement: the batches (an instant already fired is
+    skipped by the partial unique index), the outbox row of each batch actually inserted, and
+    the schedules moved on. Arrays instead of many VALUES rows keep it one short round trip
+    for 500 fires."""
+    batches, batch_params = _rows_source("b_", "f", _BATCH, same)
+    messages, message_params = _rows_source("o_", "o", _OUTBOX, same)
+    batch_id = ":o_batch_id" if "o_batch_id" in same else "o.batch_id"
+    return sa.text(
+        f"""
+        WITH ins AS (
+            INSERT INTO batches ({", ".join(name for name, _t, _j in _BATCH)})
+            SELECT {batches}
+            ON CONFLICT (schedule_id, scheduled_for) WHERE trigger = 'schedule' DO NOTHING
+            RETURNING id
+        ), messages AS (
+            INSERT INTO outbox ({", ".join(name for name, _t, _j in _OUTBOX)})
+            SELECT {messages}
+             WHERE {batch_id} IN (SELECT id FROM ins)
+        ), moved AS (
+            UPDATE maintenance_schedules AS s
+               SET next_run_at = u.next_run_at,
+                   last_run_at = coalesce(u.last_run_at, s.last_run_at)
+              FROM unnest(:a_id, :a_next_run_at, :a_last_run_at)
+                   AS u(id, next_run_at, last_run_at)
+             WHERE s.id = u.id
+        )
+        SELECT id FROM ins
+        """
+    ).bindparams(
+        *batch_params,
+        *message_params,
+        *(sa.bindparam(f"a_{name}", type_=postgresql.ARRAY(type_)) for name, type_ in _ADVANCE),
+    )
+
+
+def _columns(
+    prefix: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Any, bool]]
+) -> tuple[dict[str, Any], set[str]]:
+    """The parameters of `rows` column by column (a key a row lacks is NULL), and the names of
+    those that are one value for every row (see `_rows_source`)."""
+    params: dict[str, Any] = {}
+    same: set[str] = set()
+    for name, _type, is_json in columns:
+        values = [row.get(name) for row in rows]
+        param = f"{prefix}{name}"
+        if len(values) > 1 and values.count(values[0]) == len(values):
+            same.add(param)
+            params[param] = _json(values[0]) if is_json else values[0]
+        else:
+            params[param] = json.dumps(values) if is_json else values
+    return params, same
+
 
 # Insert the session from the batch's snapshot and count it in a progress shard in one
 # statement, atomic on its own: one round trip, no BEGIN/COMMIT. The session's columns are those
@@ -132,17 +180,6 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _arrays(
-    prefix: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Any, str]]
-) -> dict[str, list[Any]]:
-    return {
-        f"{prefix}{name}": [
-            _json(row.get(name)) if cast == "::jsonb" else row.get(name) for row in rows
-        ]
-        for name, _type, cast in columns
-    }
-
-
 class PostgresStore(Store):
     name = "postgres"
 
@@ -168,14 +205,17 @@ class PostgresStore(Store):
     async def write_fires(
         self, db: AsyncSession, fires: Sequence[Fire], advances: Sequence[Advance] = ()
     ) -> list[uuid.UUID]:
+        batches, same_batch = _columns("b_", [f.batch for f in fires], _BATCH)
+        messages, same_message = _columns("o_", [f.message for f in fires], _OUTBOX)
         params = {
-            **_arrays("b_", [f.batch for f in fires], _BATCH),
-            **_arrays("o_", [f.message for f in fires], _OUTBOX),
+            **batches,
+            **messages,
             "a_id": [a.schedule_id for a in advances],
             "a_next_run_at": [a.next_run_at for a in advances],
             "a_last_run_at": [a.last_run_at for a in advances],
         }
-        return list((await db.execute(_WRITE_FIRES, params)).scalars())
+        statement = _write_fires(frozenset(same_batch | same_message))
+        return list((await db.execute(statement, params)).scalars())
 
     async def insert_sessions(self, db: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
