@@ -29,6 +29,8 @@ from maintflow_core.db import migrate
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.teams import create_team
+from tests.kit.broker import drop_namespace
+from tests.kit.db import plain_pg_url
 from tests.kit.procs import Proc, clean_environ, free_port, maintflow_command, spawn
 
 __all__ = ["Proc", "free_port", "maintflow_command"]  # the rows import them from here
@@ -62,11 +64,6 @@ DATA_TABLES = (
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def plain(url: str) -> str:
-    """postgresql+asyncpg://… (SQLAlchemy) → postgresql://… (asyncpg)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -170,7 +167,7 @@ class Bench:
 
     @property
     def dsn(self) -> str:
-        return plain(self.database_url)
+        return plain_pg_url(self.database_url)
 
     def size(self, quick: Any, full: Any) -> Any:
         return quick if self.quick else full
@@ -219,7 +216,7 @@ class Bench:
             await conn.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE")
         finally:
             await conn.close()
-        flush_namespace(self.redis_url, self.namespace)
+        drop_namespace(self.redis_url, self.namespace)
 
     async def analyze(self, *tables: str, vacuum: bool = False) -> None:
         conn = await self.connect()
@@ -230,21 +227,9 @@ class Bench:
             await conn.close()
 
 
-def flush_namespace(redis_url: str, namespace: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(f"{namespace}:*", count=5000))
-        for start in range(0, len(keys), 5000):
-            client.delete(*keys[start : start + 5000])
-    finally:
-        client.close()
-
-
 async def create_database(db_name: str) -> str:
     """Create and migrate `db_name` on the bench server; returns its SQLAlchemy URL."""
-    conn = await asyncpg.connect(plain(SERVER_URL))
+    conn = await asyncpg.connect(plain_pg_url(SERVER_URL))
     try:
         await conn.execute(f'CREATE DATABASE "{db_name}"')
     finally:
@@ -271,7 +256,7 @@ class SideDatabase:
 
     @property
     def dsn(self) -> str:
-        return plain(self.database_url)
+        return plain_pg_url(self.database_url)
 
 
 async def open_side_database(bench: Bench, suffix: str) -> SideDatabase:
@@ -322,7 +307,7 @@ async def drop_database(db_name: str, attempts: int = 5) -> None:
     """Drop `db_name`; retried, since the shared server may be restarting under us."""
     for attempt in range(attempts):
         try:
-            conn = await asyncpg.connect(plain(SERVER_URL))
+            conn = await asyncpg.connect(plain_pg_url(SERVER_URL))
             try:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
             finally:
@@ -341,7 +326,7 @@ async def close_bench(bench: Bench) -> None:
     for name in bench.side_databases:
         await drop_database(name)
     await drop_database(bench.db_name)
-    flush_namespace(bench.redis_url, bench.namespace)
+    drop_namespace(bench.redis_url, bench.namespace)
 
 
 # ---- bulk loaders (COPY) ----------------------------------------------------------------------

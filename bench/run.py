@@ -34,7 +34,7 @@ from bench.common import (
     close_bench,
     log,
     open_bench,
-    plain,
+    plain_pg_url,
     wait_for,
 )
 
@@ -148,7 +148,7 @@ async def run_row(
 async def postmaster_start() -> Any:
     """When the shared PostgreSQL server last started (None if unreachable right now)."""
     with contextlib.suppress(Exception):
-        conn = await asyncpg.connect(plain(SERVER_URL), timeout=5)
+        conn = await asyncpg.connect(plain_pg_url(SERVER_URL), timeout=5)
         try:
             return await conn.fetchval("SELECT pg_postmaster_start_time()")
         finally:
@@ -158,7 +158,7 @@ async def postmaster_start() -> Any:
 
 async def bench_server_up() -> bool:
     try:
-        conn = await asyncpg.connect(plain(SERVER_URL), timeout=5)
+        conn = await asyncpg.connect(plain_pg_url(SERVER_URL), timeout=5)
     except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()

@@ -10,10 +10,10 @@ how long until the batches it hit were complete (recovery.py).
 
 Fewer schedules than the issue's 200: this box fans out ~400 sessions/s with 2 workers, not
 1,000 (the numbers are in docs/reliability.md); at 20 (100 sessions/s) the work a fault delays is
-not hidden behind a queue, so the report's recovery figures mean something. Bigger runs by hand: `python -m
-tests.chaos.run`, or this test with MAINTFLOW_CHAOS_SCHEDULES=200 MAINTFLOW_CHAOS_SECONDS=600
-(and a longer MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the PostgreSQL and Redis servers of
-the test run once each (shared by every test using them):
+not hidden behind a queue, so the report's recovery figures mean something. Bigger runs by hand:
+`python -m tests.chaos.run`, or this test with MAINTFLOW_CHAOS_SCHEDULES=200
+MAINTFLOW_CHAOS_SECONDS=600 (and a longer MAINTFLOW_CHAOS_SETTLE_TIMEOUT_S). It restarts the
+PostgreSQL and Redis servers of the test run once each (shared by every test using them):
 MAINTFLOW_CHAOS_RESTART_REDIS=0 / MAINTFLOW_CHAOS_RESTART_POSTGRES=0 leave them alone."""
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.settings import Settings
+from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.logs import assert_no_job_failures, last_json_object
 from tests.kit.poll import poll_until
@@ -92,8 +92,9 @@ class Running:
         page = await self.get("/v1/notifications", limit=500)
         return [n for n in page["items"] if n["event"] == "batch.ready"]
 
-    def logs_text(self) -> str:
-        return "\n".join(p.log_text() for p in self.cluster.procs.values())
+    async def session_count(self, batch_id: str) -> int:
+        sql = "SELECT count(*) AS n FROM sessions WHERE batch_id = $1::uuid"
+        return int((await self.cluster.fetch(sql, batch_id))[0]["n"])
 
 
 def assert_quiet_logs(r: Running) -> None:
@@ -135,6 +136,20 @@ async def complete_batch(r: Running, batch_id: str, count: int, timeout: float) 
     return await poll_until(
         done, timeout, f"batch {batch_id} with {count} sessions", detail=r.cluster.logs
     )
+
+
+async def run_now_under_way(r: Running, name: str, labels: list[str]) -> str:
+    """A run-now of a list of `labels`, once some but not all of its sessions exist; its batch."""
+    schedule = await r.schedule(name, labels, "0 3 * * *")
+    resp = await r.client.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
+    assert resp.status_code == 202, resp.text
+    batch_id = str(resp.json()["batch_id"])
+
+    async def under_way() -> bool:
+        return 0 < await r.session_count(batch_id) < len(labels)
+
+    await poll_until(under_way, 10, "the fan-out under way", every=0.02, detail=r.cluster.logs)
+    return batch_id
 
 
 # ---- run-now ---------------------------------------------------------------------------------
@@ -302,33 +317,17 @@ def _grid(after: datetime, until: datetime, every: timedelta) -> list[datetime]:
 async def test_redis_flushed_mid_fanout_is_redriven_by_the_reconciler(running: Running) -> None:
     r = running
     labels = [f"big-{i:04d}" for i in range(3000)]
-    schedule = await r.schedule("Flushed", labels, "0 3 * * *")
-    resp = await r.client.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
-    assert resp.status_code == 202
-    batch_id = resp.json()["batch_id"]
-
-    async def started() -> bool:
-        rows = await r.cluster.fetch(
-            "SELECT count(*) AS n FROM sessions WHERE batch_id = $1::uuid", batch_id
-        )
-        return 0 < rows[0]["n"] < len(labels)
-
-    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
+    batch_id = await run_now_under_way(r, "Flushed", labels)
     r.cluster.kill("worker", signal.SIGSTOP)
-    client = redis.Redis.from_url(r.redis_url)
-    keys = list(client.scan_iter(f"{r.namespace}:*", count=1000))
-    assert keys, "nothing to flush: the fan-out had no queued messages"
-    client.delete(*keys)
-    client.close()
+    flushed = drop_namespace(r.redis_url, r.namespace)
+    assert flushed, "nothing to flush: the fan-out had no queued messages"
     r.cluster.kill("worker", signal.SIGCONT)
     flushed_at = time.monotonic()
-    partial = await r.cluster.fetch(
-        "SELECT count(*) AS n FROM sessions WHERE batch_id = $1::uuid", batch_id
-    )
+    partial = await r.session_count(batch_id)
     bound = DEFAULTS.reconcile_after_s + DEFAULTS.reconcile_interval_s + 30
     await complete_batch(r, batch_id, len(labels), timeout=bound)
     took = time.monotonic() - flushed_at
-    print(f"\nflushed at {partial[0]['n']} sessions; complete {took:.1f} s later")
+    print(f"\nflushed at {partial} sessions; complete {took:.1f} s later")
     leader = await r.cluster.leader()
     assert leader is not None
     assert "batches_redriven" in leader.log_text(), leader.tail(40)
@@ -338,17 +337,7 @@ async def test_a_worker_sigkilled_mid_fanout_is_recovered_by_the_others(running:
     r = running
     await r.cluster.start_worker("worker-2")
     labels = [f"k-{i:04d}" for i in range(4000)]
-    schedule = await r.schedule("Killed worker", labels, "0 3 * * *")
-    resp = await r.client.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
-    batch_id = resp.json()["batch_id"]
-
-    async def started() -> bool:
-        rows = await r.cluster.fetch(
-            "SELECT count(*) AS n FROM sessions WHERE batch_id = $1::uuid", batch_id
-        )
-        return rows[0]["n"] > 0
-
-    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
+    batch_id = await run_now_under_way(r, "Killed worker", labels)
     r.cluster.kill("worker")
     killed_at = time.monotonic()
     # The shipped guarantee: a killed worker's in-flight fan-outs are finished by others within
@@ -361,17 +350,7 @@ async def test_a_worker_sigkilled_mid_fanout_is_recovered_by_the_others(running:
 async def test_a_group_sigterm_stops_a_worker_gracefully_mid_fanout(running: Running) -> None:
     r = running
     labels = [f"t-{i:04d}" for i in range(4000)]
-    schedule = await r.schedule("Group stop", labels, "0 3 * * *")
-    resp = await r.client.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
-    batch_id = resp.json()["batch_id"]
-
-    async def started() -> bool:
-        rows = await r.cluster.fetch(
-            "SELECT count(*) AS n FROM sessions WHERE batch_id = $1::uuid", batch_id
-        )
-        return 0 < rows[0]["n"] < len(labels)
-
-    await poll_until(started, 10, "the fan-out under way", detail=r.cluster.logs)
+    batch_id = await run_now_under_way(r, "Group stop", labels)
     worker = r.cluster["worker"]
     worker.signal(signal.SIGTERM, group=True)  # what kill -TERM -PGID or systemd does
     code = await asyncio.to_thread(worker.popen.wait, 60)
