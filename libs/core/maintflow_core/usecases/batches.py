@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maintflow_core.errors import NotFound
 from maintflow_core.models import Batch, Session
 from maintflow_core.models.sessions import STATUSES
+from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import keyset, keyset_params
 from maintflow_core.usecases.sessions import FINAL
 
@@ -62,10 +62,7 @@ class BatchView:
 
 
 async def get_batch(db: AsyncSession, team_id: uuid.UUID, batch_id: uuid.UUID) -> Batch:
-    batch = await db.scalar(sa.select(Batch).where(Batch.id == batch_id, Batch.team_id == team_id))
-    if batch is None:
-        raise NotFound("batch not found")
-    return batch
+    return await get_owned(db, Batch, team_id, batch_id, "batch")
 
 
 async def status_counts(

@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import BadRequest, Conflict, NotFound
+from maintflow_core.errors import BadRequest, Conflict
 from maintflow_core.models import Flow, MaintenanceSchedule
 from maintflow_core.models.flows import FLOW_TYPES
 from maintflow_core.schemas.flows import FlowCreate, FlowUpdate
+from maintflow_core.usecases.owned import delete_owned, get_owned
 from maintflow_core.usecases.pagination import paginate
 
 
@@ -43,10 +44,7 @@ def require_maintenance(flow: Flow) -> None:
 
 
 async def get_flow(db: AsyncSession, team_id: uuid.UUID, flow_id: uuid.UUID) -> Flow:
-    flow = await db.scalar(sa.select(Flow).where(Flow.id == flow_id, Flow.team_id == team_id))
-    if flow is None:
-        raise NotFound("flow not found")
-    return flow
+    return await get_owned(db, Flow, team_id, flow_id, "flow")
 
 
 async def list_flows(
@@ -103,9 +101,7 @@ async def update_flow(
 
 async def delete_flow(db: AsyncSession, team_id: uuid.UUID, flow_id: uuid.UUID) -> None:
     # Its schedule, batches and sessions go with it (ON DELETE CASCADE).
-    result = await db.execute(sa.delete(Flow).where(Flow.id == flow_id, Flow.team_id == team_id))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFound("flow not found")
+    await delete_owned(db, Flow, team_id, flow_id, "flow")
 
 
 async def count_flows(db: AsyncSession, team_id: uuid.UUID) -> dict[str, int]:

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import NotFound
 from maintflow_core.models import Notification
+from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import paginate
 
 
@@ -26,13 +26,7 @@ async def list_notifications(
 async def mark_read(
     db: AsyncSession, clock: Clock, team_id: uuid.UUID, notification_id: uuid.UUID
 ) -> Notification:
-    note = await db.scalar(
-        sa.select(Notification).where(
-            Notification.id == notification_id, Notification.team_id == team_id
-        )
-    )
-    if note is None:
-        raise NotFound("notification not found")
+    note = await get_owned(db, Notification, team_id, notification_id, "notification")
     if note.read_at is None:
         note.read_at = clock.now()
         await db.flush()

@@ -21,6 +21,7 @@ from maintflow_core.schemas.schedules import ScheduleCreate, ScheduleUpdate
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.batches import fired_batch_counts
 from maintflow_core.usecases.flows import get_flow, require_maintenance
+from maintflow_core.usecases.owned import delete_owned, get_owned
 from maintflow_core.usecases.pagination import paginate
 from maintflow_core.usecases.schedule_rules import (
     apply_bounds,
@@ -91,15 +92,9 @@ async def create_schedule(
 async def get_schedule(
     db: AsyncSession, team_id: uuid.UUID, schedule_id: uuid.UUID, *, for_update: bool = False
 ) -> MaintenanceSchedule:
-    query = sa.select(MaintenanceSchedule).where(
-        MaintenanceSchedule.id == schedule_id, MaintenanceSchedule.team_id == team_id
+    return await get_owned(
+        db, MaintenanceSchedule, team_id, schedule_id, "maintenance schedule", for_update=for_update
     )
-    if for_update:
-        query = query.with_for_update()
-    schedule = await db.scalar(query)
-    if schedule is None:
-        raise NotFound("maintenance schedule not found")
-    return schedule
 
 
 async def schedule_of_flow(
@@ -203,13 +198,7 @@ async def resume_schedule(
 
 
 async def delete_schedule(db: AsyncSession, team_id: uuid.UUID, schedule_id: uuid.UUID) -> None:
-    result = await db.execute(
-        sa.delete(MaintenanceSchedule).where(
-            MaintenanceSchedule.id == schedule_id, MaintenanceSchedule.team_id == team_id
-        )
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFound("maintenance schedule not found")
+    await delete_owned(db, MaintenanceSchedule, team_id, schedule_id, "maintenance schedule")
 
 
 def preview(

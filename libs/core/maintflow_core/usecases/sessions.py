@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import IllegalTransition, InvalidField, NotFound
+from maintflow_core.errors import IllegalTransition, InvalidField
 from maintflow_core.models import Session
 from maintflow_core.schemas.batches import SessionUpdate
+from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import keyset, keyset_params
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -38,13 +39,7 @@ def check_transition(current: str, new: str) -> None:
 async def get_session(
     db: AsyncSession, team_id: uuid.UUID, session_id: uuid.UUID, *, for_update: bool = False
 ) -> Session:
-    query = sa.select(Session).where(Session.id == session_id, Session.team_id == team_id)
-    if for_update:
-        query = query.with_for_update()
-    session = await db.scalar(query)
-    if session is None:
-        raise NotFound("session not found")
-    return session
+    return await get_owned(db, Session, team_id, session_id, "session", for_update=for_update)
 
 
 async def targets_of_batch(db: AsyncSession, batch_id: uuid.UUID) -> list[dict[str, Any]]:

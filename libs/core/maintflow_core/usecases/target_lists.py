@@ -13,6 +13,7 @@ from maintflow_core.clock import Clock
 from maintflow_core.errors import Conflict, NotFound
 from maintflow_core.models import Flow, MaintenanceSchedule, TargetList
 from maintflow_core.schemas.targets import TargetListCreate
+from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import paginate
 
 
@@ -45,13 +46,7 @@ async def create_target_list(
 async def get_target_list(
     db: AsyncSession, team_id: uuid.UUID, list_id: uuid.UUID, *, for_update: bool = False
 ) -> TargetList:
-    query = sa.select(TargetList).where(TargetList.id == list_id, TargetList.team_id == team_id)
-    if for_update:
-        query = query.with_for_update()
-    target_list = await db.scalar(query)
-    if target_list is None:
-        raise NotFound("target list not found")
-    return target_list
+    return await get_owned(db, TargetList, team_id, list_id, "target list", for_update=for_update)
 
 
 async def list_target_lists(
