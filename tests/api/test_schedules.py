@@ -323,3 +323,37 @@ async def test_a_one_off_takes_no_bounds_and_leaving_it_clears_its_instant(team:
     assert r.status_code == 200, r.text
     assert r.json()["cron_expression"] == "0 9 1 7 *"
     assert r.json()["start_at"] == r.json()["end_at"] == "2026-07-01T09:00:00Z"
+
+
+async def test_monthly_on_the_last_day_fires_at_every_months_end(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    last = {"type": "monthly", "day": "last", "time": "02:30"}
+    s = (await _create(team, flow_id=flow["id"], recurrence=last, timezone="Europe/Berlin")).json()  # type: ignore[attr-defined]
+    assert s["cron_expression"] == "30 2 L * *" and s["skipped_months"] == []
+    assert s["recurrence"] == last
+    params = {"count": 4, "after": "2027-01-15T00:00:00Z"}
+    preview = (await team.req("GET", f"{URL}/{s['id']}/preview", params=params)).json()
+    assert [f["local"][:10] for f in preview["fire_times"]] == [
+        "2027-01-31",
+        "2027-02-28",
+        "2027-03-31",
+        "2027-04-30",
+    ]
+    assert preview["skipped_months"] == []
+
+
+async def test_the_months_a_day_31_skips_are_named(team: TeamCtx) -> None:
+    flow = await new_flow(team)
+    day31 = {"type": "monthly", "day": 31, "time": "09:00"}
+    s = (await _create(team, flow_id=flow["id"], recurrence=day31)).json()  # type: ignore[attr-defined]
+    assert s["skipped_months"] == [2, 4, 6, 9, 11]
+    params = {"count": 3, "after": "2027-01-15T00:00:00Z"}
+    preview = (await team.req("GET", f"{URL}/{s['id']}/preview", params=params)).json()
+    assert [f["utc"][:10] for f in preview["fire_times"]] == [
+        "2027-01-31",
+        "2027-03-31",
+        "2027-05-31",
+    ]
+    assert preview["skipped_months"] == ["2027-02", "2027-04"]
+    r = await team.req("PATCH", f"{URL}/{s['id']}", json={"recurrence": {**day31, "day": 29}})
+    assert r.json()["skipped_months"] == [2]

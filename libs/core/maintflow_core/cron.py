@@ -6,6 +6,7 @@ itself, so the DST rule stays explicit. Pure: no I/O beyond tzdata; "now" is alw
 
 from __future__ import annotations
 
+import calendar
 import copy
 import re
 from collections.abc import Mapping
@@ -568,7 +569,8 @@ def recurrence_to_cron(recurrence: Mapping[str, Any], timezone: str) -> str:
     - {"type": "weekly", "days": ["mon", "wed"], "time": "18:30"} -> "30 18 * * mon,wed"
       (days mon..sun, at least one, no duplicates; written in week order)
     - {"type": "monthly", "day": 15, "time": "09:00"} -> "0 9 15 * *" (day 1..31; with 29-31 the
-      months without that day are skipped, as croniter reads "31": no fire in April)
+      months without that day are skipped, as croniter reads "31": no fire in April; see
+      `months_without_day`); "day": "last" -> "0 9 L * *", every month's last day
     - {"type": "once", "run_at": "2027-03-01T09:00:00+01:00"} -> "0 9 1 3 *" in Europe/Paris:
       minute, hour, day, month, any weekday of run_at converted to `timezone` (a naive run_at is a
       wall time there), and a 6th field for the seconds unless they are 0 ("0 9 1 3 * 15"). That
@@ -632,10 +634,49 @@ def _weekdays(value: object) -> str:
     return ",".join(sorted(days, key=_WEEK_ORDER.index))
 
 
-def _day_of_month(value: object) -> int:
+def _day_of_month(value: object) -> str:
+    if value == "last":
+        return "L"
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 31:
-        raise InvalidField("recurrence.day", f"expected a day of the month 1..31, got {value!r}")
-    return value
+        raise InvalidField(
+            "recurrence.day", f"expected a day of the month 1..31 or 'last', got {value!r}"
+        )
+    return str(value)
+
+
+def _fixed_day(recurrence: Mapping[str, Any] | None) -> int | None:
+    """The day of a monthly recurrence on a fixed day that some months lack (29-31)."""
+    if not recurrence or recurrence.get("type") != "monthly":
+        return None
+    day = recurrence.get("day")
+    return day if isinstance(day, int) and day >= 29 else None
+
+
+def months_without_day(recurrence: Mapping[str, Any] | None) -> list[int]:
+    """The months (1..12) in which a monthly recurrence on day 29, 30 or 31 does not fire, in
+    some years or all: day 29 -> [2] (February of common years), 30 -> [2], 31 -> [2, 4, 6, 9,
+    11]. Empty for any other rule; "day": "last" fires every month."""
+    day = _fixed_day(recurrence)
+    if day is None:
+        return []
+    return [month for month in range(1, 13) if calendar.monthrange(2027, month)[1] < day]
+
+
+def skipped_months(
+    recurrence: Mapping[str, Any] | None, first: datetime, last: datetime
+) -> list[str]:
+    """The months ("YYYY-MM") from `first`'s to `last`'s (wall times) in which a monthly
+    recurrence on a fixed day 29-31 does not fire because the month is too short."""
+    day = _fixed_day(recurrence)
+    if day is None:
+        return []
+    out: list[str] = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        if calendar.monthrange(year, month)[1] < day:
+            out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
 
 
 def _once(value: object, zone: ZoneInfo) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -27,6 +28,31 @@ from maintflow_core.db.store import Store, open_store
 from maintflow_core.settings import Settings
 
 Hook = Callable[[AppState], Awaitable[None]]
+
+TAGS: list[dict[str, Any]] = [
+    {"name": "users", "description": "The team's users and their roles and tokens."},
+    {
+        "name": "flows",
+        "description": "Ordered steps an engineer works through; maintenance flows run as "
+        "batches and on schedules.",
+    },
+    {
+        "name": "target lists",
+        "description": "Saved lists of targets (servers, sites) that batches and schedules "
+        "work on; JSON or CSV.",
+    },
+    {
+        "name": "sessions and batches",
+        "description": "A batch is one run of a flow over targets: one session per target, "
+        "moved on by engineers.",
+    },
+    {
+        "name": "maintenance schedules",
+        "description": "Cron or recurrence rules in an IANA timezone that launch batches.",
+    },
+    {"name": "notifications", "description": "The team's notifications, newest first."},
+    {"name": "operations", "description": "Health, readiness, queues and the scheduler."},
+]
 
 
 def create_app(
@@ -71,6 +97,7 @@ def create_app(
         title="maintflow",
         version="0.1.0",
         description="Scheduled maintenance for managed-service teams.",
+        openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(known_query_only)],
     )

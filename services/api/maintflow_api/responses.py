@@ -24,7 +24,9 @@ _DESCRIPTIONS: dict[int, str] = {
     404: "No such resource in the caller's team.",
     409: "Conflicts with existing state (a duplicate, an illegal status change, a record "
     "another one depends on: a list a schedule uses, a scheduled flow's type).",
+    412: "`If-Match` names a version that is no longer current: read the resource again.",
     413: "The request body is larger than `MAINTFLOW_MAX_BODY_BYTES`.",
+    429: "Too many requests with this token: wait `Retry-After` seconds.",
     503: "A dependency (database, broker) is unreachable.",
 }
 
@@ -45,6 +47,10 @@ def errors(*codes: int) -> Responses:
             }
         out[code] = entry
     return out
+
+
+# Every /v1 route: a token is required, and requests are rate-limited per token.
+AUTHED = errors(401, 429)
 
 
 def serialized(model: BaseModel, status_code: int = 200) -> Response:

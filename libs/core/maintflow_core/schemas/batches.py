@@ -2,18 +2,46 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from maintflow_core.schemas.common import Request, Response, Text, one_of
+from maintflow_core.schemas.flows import StepOut
 from maintflow_core.schemas.targets import MAX_TARGETS, Target, check_unique_labels
 
-SessionStatus = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
-Trigger = Literal["manual", "schedule", "run_now"]
+
+class SessionStatus(StrEnum):
+    """`pending → in_progress → completed | failed`, and `pending | in_progress → cancelled`."""
+
+    pending = "pending"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Trigger(StrEnum):
+    """What made a batch: a launch by hand, a schedule's fire, or a schedule's run-now."""
+
+    manual = "manual"
+    schedule = "schedule"
+    run_now = "run_now"
 
 
 class BatchLaunch(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "flow_id": "3f1c2a9e-5b7d-4c1e-9a2b-6d8e0f1a2b3c",
+                    "targets": [{"label": "web-01"}, {"label": "web-02"}],
+                }
+            ]
+        }
+    )
+
     flow_id: uuid.UUID
     targets: list[Target] | None = Field(None, max_length=MAX_TARGETS)
     target_list_id: uuid.UUID | None = None
@@ -60,7 +88,7 @@ class SessionOut(Response):
     target_label: str
     target_notes: str | None
     status: SessionStatus
-    steps: list[dict[str, Any]]
+    steps: list[StepOut]
     current_step_id: str | None
     notes: str | None
     intake: dict[str, Any] | None
@@ -71,6 +99,10 @@ class SessionOut(Response):
 
 
 class SessionUpdate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "in_progress", "current_step_id": "patch"}]}
+    )
+
     status: SessionStatus | None = None
     current_step_id: str | None = Field(None, min_length=1, max_length=200)
     notes: Text | None = Field(None, max_length=20_000)

@@ -141,7 +141,8 @@ def one_of(model: BaseModel, names: tuple[str, ...], message: str, *, required: 
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Enum fields hold their plain string values: core code and the database see strings.
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
     # Every field of every request: refused with a 422 naming it rather than a 500 from the
     # database. Nested request models check their own fields.
@@ -149,7 +150,7 @@ class Request(BaseModel):
 
 
 class Response(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, use_enum_values=True)
 
 
 class Page(BaseModel, Generic[T]):

@@ -2,19 +2,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from maintflow_core.schemas.common import Description, Name, Request, Response, Text
 
-FlowType = Literal["troubleshooting", "procedural", "maintenance"]
+
+class FlowType(StrEnum):
+    """What a flow is for; only maintenance flows run as batches and have schedules."""
+
+    troubleshooting = "troubleshooting"
+    procedural = "procedural"
+    maintenance = "maintenance"
+
+
+class StepType(StrEnum):
+    procedure_step = "procedure_step"
+    procedure_end = "procedure_end"
+
+
 StepId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class Step(Request):
     id: StepId
-    type: Literal["procedure_step", "procedure_end"]
+    type: StepType
     title: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     description: Annotated[Text, StringConstraints(max_length=20_000)] | None = None
     content_type: Annotated[str, StringConstraints(max_length=100)] | None = None
@@ -35,6 +49,22 @@ def _unique_step_ids(steps: list[Step] | None) -> list[Step] | None:
 
 
 class FlowCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Patch Windows servers",
+                    "flow_type": "maintenance",
+                    "steps": [
+                        {"id": "snapshot", "type": "procedure_step", "title": "Take a snapshot"},
+                        {"id": "patch", "type": "procedure_step", "title": "Install updates"},
+                        {"id": "done", "type": "procedure_end", "title": "Done"},
+                    ],
+                }
+            ]
+        }
+    )
+
     name: Name
     description: Description | None = None
     flow_type: FlowType
@@ -45,6 +75,10 @@ class FlowCreate(Request):
 
 
 class FlowUpdate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Patch Windows servers (monthly)"}]}
+    )
+
     name: Name | None = None
     description: Description | None = None
     flow_type: FlowType | None = None
@@ -54,13 +88,23 @@ class FlowUpdate(Request):
     _steps_unique = field_validator("steps")(_unique_step_ids)
 
 
+class StepOut(Response):
+    """A step as stored: the fields given when the flow was written (unset ones null)."""
+
+    id: str
+    type: StepType
+    title: str
+    description: str | None = None
+    content_type: str | None = None
+
+
 class FlowOut(Response):
     id: uuid.UUID
     team_id: uuid.UUID
     name: str
     description: str | None
     flow_type: FlowType
-    steps: list[dict[str, Any]]
+    steps: list[StepOut]
     intake_form: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from maintflow_core.schemas.common import (
     AwareInstant,
@@ -15,9 +16,27 @@ from maintflow_core.schemas.common import (
     one_of,
 )
 
-MisfirePolicy = Literal["skip", "run_once", "run_all"]
+
+class MisfirePolicy(StrEnum):
+    """Fires missed while nothing ran: `skip` them, `run_once` (one batch for the newest missed
+    instant) or `run_all` (one per missed instant, the newest MAINTFLOW_MAX_CATCHUP_FIRES)."""
+
+    skip = "skip"
+    run_once = "run_once"
+    run_all = "run_all"
+
+
 Time = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Weekday(StrEnum):
+    mon = "mon"
+    tue = "tue"
+    wed = "wed"
+    thu = "thu"
+    fri = "fri"
+    sat = "sat"
+    sun = "sun"
 
 
 class OnceRecurrence(Request):
@@ -32,13 +51,16 @@ class DailyRecurrence(Request):
 
 class WeeklyRecurrence(Request):
     type: Literal["weekly"]
-    days: Annotated[list[Day], Field(min_length=1, max_length=7)]
+    days: Annotated[list[Weekday], Field(min_length=1, max_length=7)]
     time: Time
 
 
 class MonthlyRecurrence(Request):
     type: Literal["monthly"]
-    day: Annotated[int, Field(ge=1, le=31)]
+    day: Annotated[int, Field(ge=1, le=31)] | Literal["last"] = Field(
+        description="1..31, or `last`: every month's last day. A fixed day 29-31 does not fire "
+        "in months without it (the schedule's `skipped_months` names them)."
+    )
     time: Time
 
 
@@ -52,12 +74,25 @@ RULES = ("cron_expression", "recurrence")
 
 
 class ScheduleCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "flow_id": "3f1c2a9e-5b7d-4c1e-9a2b-6d8e0f1a2b3c",
+                    "recurrence": {"type": "monthly", "day": "last", "time": "02:30"},
+                    "timezone": "Europe/Berlin",
+                    "target_list_id": "8a4b6c2d-1e3f-4a5b-8c7d-9e0f1a2b3c4d",
+                }
+            ]
+        }
+    )
+
     flow_id: uuid.UUID
     cron_expression: CronText | None = None
     recurrence: Recurrence | None = None
     timezone: TimezoneName = "UTC"
     target_list_id: uuid.UUID | None = None
-    misfire_policy: MisfirePolicy = "run_once"
+    misfire_policy: MisfirePolicy = MisfirePolicy.run_once
     start_at: UtcInstant | None = None
     end_at: UtcInstant | None = None
 
@@ -68,6 +103,12 @@ class ScheduleCreate(Request):
 
 
 class ScheduleUpdate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"cron_expression": "30 2 * * 6", "timezone": "America/New_York"}]
+        }
+    )
+
     cron_expression: CronText | None = None
     recurrence: Recurrence | None = None
     timezone: TimezoneName | None = None
@@ -88,6 +129,10 @@ class ScheduleUpdate(Request):
 
 
 class PauseRequest(Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "change freeze until the migration is over"}]}
+    )
+
     reason: Annotated[Text, StringConstraints(max_length=1000)] | None = None
 
 
@@ -97,7 +142,11 @@ class ScheduleOut(Response):
     flow_id: uuid.UUID
     target_list_id: uuid.UUID | None
     cron_expression: str
-    recurrence: dict[str, Any] | None
+    recurrence: Recurrence | None
+    skipped_months: list[int] = Field(
+        description="Months (1-12) in which a monthly recurrence on day 29, 30 or 31 does not "
+        "fire, in some years (29: February of common years) or all; empty otherwise."
+    )
     timezone: str
     misfire_policy: MisfirePolicy
     start_at: datetime | None
@@ -119,6 +168,10 @@ class FireTime(Response):
 
 class Preview(Response):
     fire_times: list[FireTime]
+    skipped_months: list[str] = Field(
+        description="Months (`YYYY-MM`, the schedule's zone) up to the last fire time listed in "
+        "which a monthly recurrence on day 29-31 does not fire: the month has no such day."
+    )
 
 
 class RunNowAccepted(Response):

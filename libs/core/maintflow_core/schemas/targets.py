@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from maintflow_core.schemas.common import Description, Label, Name, Notes, Request, Response
 
@@ -31,6 +31,17 @@ def check_unique_labels(targets: list[Target] | None) -> list[Target] | None:
 
 
 class TargetListCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Web servers",
+                    "targets": [{"label": "web-01", "notes": "rack 4"}, {"label": "web-02"}],
+                }
+            ]
+        }
+    )
+
     name: Name
     description: Description | None = None
     targets: Targets

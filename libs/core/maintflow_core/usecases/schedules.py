@@ -39,6 +39,7 @@ from maintflow_core.usecases.target_lists import get_target_list
 def local_view(schedule: MaintenanceSchedule) -> dict[str, Any]:
     """The API representation: the row plus next_run_at in the schedule's own zone."""
     data = {c.key: getattr(schedule, c.key) for c in MaintenanceSchedule.__table__.columns}
+    data["skipped_months"] = cron.months_without_day(schedule.recurrence)
     data["next_run_at_local"] = (
         cron.to_local(spec_of(schedule), schedule.next_run_at) if schedule.next_run_at else None
     )
@@ -201,14 +202,20 @@ async def delete_schedule(db: AsyncSession, team_id: uuid.UUID, schedule_id: uui
     await delete_owned(db, MaintenanceSchedule, team_id, schedule_id, "maintenance schedule")
 
 
-def preview(
-    schedule: MaintenanceSchedule, after: datetime, count: int
-) -> list[dict[str, datetime]]:
+def preview(schedule: MaintenanceSchedule, after: datetime, count: int) -> dict[str, Any]:
+    """The next `count` fire times after `after`, and the months up to the last of them that a
+    monthly recurrence on day 29-31 skips."""
     spec = spec_of(schedule)
-    return [
+    times = [
         {"utc": instant, "local": cron.to_local(spec, instant)}
         for instant in upcoming(spec, after, count, bounds_of(schedule))
     ]
+    skipped = (
+        cron.skipped_months(schedule.recurrence, cron.to_local(spec, after), times[-1]["local"])
+        if times
+        else []
+    )
+    return {"fire_times": times, "skipped_months": skipped}
 
 
 async def stats(db: AsyncSession, team_id: uuid.UUID) -> dict[str, Any]:

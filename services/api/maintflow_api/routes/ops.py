@@ -1,30 +1,37 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Response
-from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
-from maintflow_api.responses import errors
+from maintflow_api.responses import AUTHED, errors, serialized
 from maintflow_broker.queues import queue_stats
 from maintflow_core import due
+from maintflow_core.schemas.ops import Health, QueueStats, Readiness, SchedulerStatus
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", response_model=Health, operation_id="ops_health", summary="Process up")
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
 @router.get(
     "/readyz",
-    responses={503: {"description": "Not ready: the body names the unreachable dependency."}},
+    response_model=Readiness,
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Not ready: the body names the unreachable dependency.",
+        }
+    },
+    operation_id="ops_ready",
+    summary="Database and broker reachable",
 )
 async def readyz(state: State) -> Response:
     checks: dict[str, str] = {}
@@ -48,30 +55,42 @@ async def readyz(state: State) -> Response:
     else:
         checks["broker"] = "ok (in-memory)"
     ok = all(v.startswith("ok") for v in checks.values())
-    return JSONResponse(
-        status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks}
-    )
+    readiness = Readiness(status="ok" if ok else "unavailable", **checks)
+    return serialized(readiness, 200 if ok else 503)
 
 
-@router.get("/v1/ops/queues", responses=errors(401, 503))
-async def queues(state: State, principal: Viewer) -> list[dict[str, Any]]:
+@router.get(
+    "/v1/ops/queues",
+    response_model=list[QueueStats],
+    responses={**AUTHED, **errors(503)},
+    operation_id="ops_queues",
+    summary="Queue depths",
+)
+async def queues(state: State, principal: Viewer) -> list[QueueStats]:
     """Per queue: messages waiting, delayed (retries), and dead-lettered."""
     try:
         # Off the event loop: the broker's Redis client is synchronous.
-        return await asyncio.to_thread(queue_stats, state.broker)
+        stats = await asyncio.to_thread(queue_stats, state.broker)
+        return [QueueStats(**queue) for queue in stats]
     except (RedisError, OSError) as exc:
         raise HTTPException(503, f"broker unreachable: {type(exc).__name__}") from exc
 
 
-@router.get("/v1/ops/scheduler", responses=errors(401))
-async def scheduler_status(db: DB, state: State, principal: Viewer) -> dict[str, Any]:
+@router.get(
+    "/v1/ops/scheduler",
+    response_model=SchedulerStatus,
+    responses=AUTHED,
+    operation_id="ops_scheduler",
+    summary="The scheduler's leader and backlog",
+)
+async def scheduler_status(db: DB, state: State, principal: Viewer) -> SchedulerStatus:
     current = await lease.current(db)
     now = state.clock.now()
     backlog = await due.backlog(db, due.sources(state.store, state.settings), now)
     live = current is not None and current.expires_at >= now
-    return {
-        "leader_id": current.holder if live and current else None,
-        "leader_since": current.acquired_at if live and current else None,
-        "last_tick_at": current.last_tick_at if current else None,
-        "due_backlog": backlog,
-    }
+    return SchedulerStatus(
+        leader_id=current.holder if live and current else None,
+        leader_since=current.acquired_at if live and current else None,
+        last_tick_at=current.last_tick_at if current else None,
+        due_backlog=backlog,
+    )

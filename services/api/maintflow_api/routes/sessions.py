@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
-from maintflow_api.responses import errors, serialized
+from maintflow_api.responses import AUTHED, errors, serialized
 from maintflow_core.schemas.batches import (
     BatchDetail,
     BatchLaunch,
@@ -24,7 +24,22 @@ from maintflow_core.schemas.common import AwareInstant, Label, Page
 from maintflow_core.usecases import batches, launch, sessions
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(tags=["sessions and batches"], responses=errors(401))
+router = APIRouter(tags=["sessions and batches"], responses=AUTHED)
+
+
+def _transition_table() -> str:
+    rows = [
+        f"| `{old}` | {', '.join(f'`{new}`' for new in sorted(to)) or 'none (final)'} |"
+        for old, to in sessions.TRANSITIONS.items()
+    ]
+    return "\n".join(["| from | to |", "|---|---|", *rows])
+
+
+_UPDATE_RULES = f"""Status changes allowed (any other is 409; the same status again is no change):
+
+{_transition_table()}
+
+`current_step_id` must name a step of the session's snapshot of the flow (else 422)."""
 
 
 @router.post(
@@ -32,10 +47,19 @@ router = APIRouter(tags=["sessions and batches"], responses=errors(401))
     status_code=201,
     response_model=BatchLaunched,
     responses=errors(400, 403, 404, 413),
+    operation_id="batches_launch",
+    summary="Launch a batch of sessions",
 )
 async def launch_batch(
     body: BatchLaunch, db: DB, state: State, principal: Engineer, key: IdempotencyKey = None
 ) -> Response:
+    """One `pending` session per target, each with a snapshot of the flow's steps.
+
+    Give exactly one target source: `targets` (the labels themselves), `target_list_id` (a
+    saved list, as it is now) or `from_batch_id` (the targets of an earlier batch). None or
+    several: 422 naming them; an empty `targets`: 422. The flow must be a maintenance flow
+    (else 400)."""
+
     async def work() -> BatchLaunched:
         launched = await launch.launch_batch(db, state.clock, state.store, principal.team_id, body)
         # One validation of the whole response from plain dicts (pydantic-core), not 10,000
@@ -51,7 +75,12 @@ async def launch_batch(
     return await run_once(db, state, principal, "sessions.batch", key, 201, work, body)
 
 
-@router.get("/v1/sessions", response_model=Page[SessionOut])
+@router.get(
+    "/v1/sessions",
+    response_model=Page[SessionOut],
+    operation_id="sessions_list",
+    summary="List sessions",
+)
 async def list_sessions(
     db: DB,
     principal: Viewer,
@@ -71,7 +100,13 @@ async def list_sessions(
     return serialized(Page[SessionOut].model_validate(page))
 
 
-@router.get("/v1/sessions/{session_id}", response_model=SessionOut, responses=errors(404))
+@router.get(
+    "/v1/sessions/{session_id}",
+    response_model=SessionOut,
+    responses=errors(404),
+    operation_id="sessions_get",
+    summary="Read a session",
+)
 async def get_session(session_id: uuid.UUID, db: DB, principal: Viewer) -> SessionOut:
     return SessionOut.model_validate(await sessions.get_session(db, principal.team_id, session_id))
 
@@ -80,6 +115,9 @@ async def get_session(session_id: uuid.UUID, db: DB, principal: Viewer) -> Sessi
     "/v1/sessions/{session_id}",
     response_model=SessionOut,
     responses=errors(400, 403, 404, 409, 413),
+    operation_id="sessions_update",
+    summary="Move a session on: status, current step, notes",
+    description=_UPDATE_RULES,
 )
 async def update_session(
     session_id: uuid.UUID, body: SessionUpdate, db: DB, state: State, principal: Engineer
@@ -89,7 +127,12 @@ async def update_session(
     return SessionOut.model_validate(session)
 
 
-@router.get("/v1/batches", response_model=Page[BatchOut])
+@router.get(
+    "/v1/batches",
+    response_model=Page[BatchOut],
+    operation_id="batches_list",
+    summary="List batches with their progress",
+)
 async def list_batches(
     db: DB,
     principal: Viewer,
@@ -114,7 +157,13 @@ async def list_batches(
     return serialized(Page[BatchOut].model_validate(page))
 
 
-@router.get("/v1/batches/{batch_id}", response_model=BatchDetail, responses=errors(404))
+@router.get(
+    "/v1/batches/{batch_id}",
+    response_model=BatchDetail,
+    responses=errors(404),
+    operation_id="batches_get",
+    summary="Read a batch and its sessions",
+)
 async def get_batch(batch_id: uuid.UUID, db: DB, principal: Viewer) -> BatchDetail:
     batch = await batches.get_batch(db, principal.team_id, batch_id)
     counts = await batches.status_counts(db, [batch.id])

@@ -5,13 +5,13 @@ import uuid
 from fastapi import APIRouter, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
-from maintflow_api.responses import errors
+from maintflow_api.responses import AUTHED, errors
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.targets import TargetListCreate, TargetListOut
 from maintflow_core.usecases import target_lists
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=errors(401))
+router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=AUTHED)
 
 
 @router.post(
@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=e
     status_code=201,
     response_model=TargetListOut,
     responses=errors(400, 403, 409, 413),
+    operation_id="target_lists_create",
+    summary="Create a target list",
 )
 async def create_target_list(
     body: TargetListCreate, db: DB, state: State, principal: Engineer
@@ -28,7 +30,12 @@ async def create_target_list(
     return TargetListOut.model_validate(target_list)
 
 
-@router.get("", response_model=Page[TargetListOut])
+@router.get(
+    "",
+    response_model=Page[TargetListOut],
+    operation_id="target_lists_list",
+    summary="List target lists",
+)
 async def list_target_lists(
     db: DB, principal: Viewer, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[TargetListOut]:
@@ -39,14 +46,26 @@ async def list_target_lists(
     )
 
 
-@router.get("/{list_id}", response_model=TargetListOut, responses=errors(404))
+@router.get(
+    "/{list_id}",
+    response_model=TargetListOut,
+    responses=errors(404),
+    operation_id="target_lists_get",
+    summary="Read a target list",
+)
 async def get_target_list(list_id: uuid.UUID, db: DB, principal: Viewer) -> TargetListOut:
     return TargetListOut.model_validate(
         await target_lists.get_target_list(db, principal.team_id, list_id)
     )
 
 
-@router.put("/{list_id}", response_model=TargetListOut, responses=errors(400, 403, 404, 409, 413))
+@router.put(
+    "/{list_id}",
+    response_model=TargetListOut,
+    responses=errors(400, 403, 404, 409, 413),
+    operation_id="target_lists_replace",
+    summary="Replace a target list",
+)
 async def replace_target_list(
     list_id: uuid.UUID, body: TargetListCreate, db: DB, state: State, principal: Engineer
 ) -> TargetListOut:
@@ -58,7 +77,12 @@ async def replace_target_list(
 
 
 @router.delete(
-    "/{list_id}", status_code=204, response_class=Response, responses=errors(403, 404, 409)
+    "/{list_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(403, 404, 409),
+    operation_id="target_lists_delete",
+    summary="Delete a target list",
 )
 async def delete_target_list(list_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
     await target_lists.delete_target_list(db, principal.team_id, list_id)
