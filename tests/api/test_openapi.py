@@ -154,3 +154,19 @@ async def test_rules_are_described_where_they_apply(document: dict[str, Any]) ->
     assert "target_list_id" in paths["/v1/sessions/batch"]["post"]["description"]
     transitions = paths["/v1/sessions/{session_id}"]["patch"]["description"]
     assert "| `pending` | `cancelled`, `in_progress` |" in transitions
+
+
+async def test_docs_pages_load_their_assets_from_the_api_itself(client: httpx.AsyncClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = (await client.get(page)).text
+        assert external_hosts(html) == [], page
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+        assert any(a.endswith(".js") for a in assets), html
+        for asset in assets:
+            r = await client.get(asset)
+            assert r.status_code == 200 and r.content, asset
+
+
+def external_hosts(html: str) -> list[str]:
+    """Every host a page names: `scheme://host` or a protocol-relative `//host`."""
+    return re.findall(r"(?:[a-z][a-z0-9+.-]*:)?//([^/\s\"'<>]+)", html, flags=re.IGNORECASE)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from maintflow_api import errors
 from maintflow_api.deps import AppState
@@ -93,7 +94,9 @@ def create_app(
                 state.broker.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from assets shipped in fastapi-offline, not from
+    # a CDN: they work on a network without internet access.
+    app = FastAPIOffline(
         title="maintflow",
         version="0.1.0",
         description="Scheduled maintenance for managed-service teams.",
