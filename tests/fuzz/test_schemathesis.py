@@ -39,8 +39,10 @@ SEED = os.environ.get("MAINTFLOW_FUZZ_SEED", "5")
 
 # Statuses that a request the schema calls valid may still get: ids that name nothing (404),
 # state conflicts (409), and rules JSON Schema cannot say (400 wrong flow type; 422 a cron that
-# never fires, an unknown timezone, end before start, a cursor not issued by this API).
-ACCEPTABLE_FOR_VALID_DATA = ["2xx", "400", "401", "403", "404", "409", "422"]
+# never fires, an unknown timezone, end before start, a cursor not issued by this API), and
+# conditional requests: a generated If-Match names no version (412), a generated If-None-Match
+# `*` matches any (304).
+ACCEPTABLE_FOR_VALID_DATA = ["2xx", "304", "400", "401", "403", "404", "409", "412", "422"]
 
 
 def _config() -> SchemathesisConfig:

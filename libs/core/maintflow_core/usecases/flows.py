@@ -43,8 +43,10 @@ def require_maintenance(flow: Flow) -> None:
         )
 
 
-async def get_flow(db: AsyncSession, team_id: uuid.UUID, flow_id: uuid.UUID) -> Flow:
-    return await get_owned(db, Flow, team_id, flow_id, "flow")
+async def get_flow(
+    db: AsyncSession, team_id: uuid.UUID, flow_id: uuid.UUID, *, for_update: bool = False
+) -> Flow:
+    return await get_owned(db, Flow, team_id, flow_id, "flow", for_update=for_update)
 
 
 async def list_flows(

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.responses import AUTHED, errors
+from maintflow_core.models import Flow
 from maintflow_core.schemas.common import Page, Text
 from maintflow_core.schemas.flows import FlowCounts, FlowCreate, FlowOut, FlowType, FlowUpdate
 from maintflow_core.usecases import flows
 from maintflow_core.usecases.pagination import page_of
+from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=AUTHED)
 
@@ -53,38 +57,55 @@ async def count_flows(db: DB, principal: Viewer) -> FlowCounts:
 @router.get(
     "/{flow_id}",
     response_model=FlowOut,
-    responses=errors(404),
+    responses={**errors(404), **READ},
     operation_id="flows_get",
     summary="Read a flow",
 )
-async def get_flow(flow_id: uuid.UUID, db: DB, principal: Viewer) -> FlowOut:
-    return FlowOut.model_validate(await flows.get_flow(db, principal.team_id, flow_id))
+async def get_flow(
+    flow_id: uuid.UUID, db: DB, principal: Viewer, if_none_match: IfNoneMatch = None
+) -> Response:
+    return tagged(
+        FlowOut.model_validate(await flows.get_flow(db, principal.team_id, flow_id)), if_none_match
+    )
+
+
+def _locked(db: DB, principal: Principal, flow_id: uuid.UUID) -> Awaitable[Flow]:
+    return flows.get_flow(db, principal.team_id, flow_id, for_update=True)
 
 
 @router.patch(
     "/{flow_id}",
     response_model=FlowOut,
-    responses=errors(400, 403, 404, 409, 413),
+    responses={**errors(400, 403, 404, 409, 412, 413), **WRITTEN},
     operation_id="flows_update",
     summary="Change a flow",
 )
 async def update_flow(
-    flow_id: uuid.UUID, body: FlowUpdate, db: DB, state: State, principal: Engineer
-) -> FlowOut:
+    flow_id: uuid.UUID,
+    body: FlowUpdate,
+    db: DB,
+    state: State,
+    principal: Engineer,
+    if_match: IfMatch = None,
+) -> Response:
+    await require_match(if_match, lambda: _locked(db, principal, flow_id), FlowOut.model_validate)
     flow = await flows.update_flow(db, state.clock, principal.team_id, flow_id, body)
     await db.commit()
-    return FlowOut.model_validate(flow)
+    return tagged(FlowOut.model_validate(flow))
 
 
 @router.delete(
     "/{flow_id}",
     status_code=204,
     response_class=Response,
-    responses=errors(403, 404),
+    responses=errors(403, 404, 412),
     operation_id="flows_delete",
     summary="Delete a flow",
 )
-async def delete_flow(flow_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
+async def delete_flow(
+    flow_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
+) -> Response:
+    await require_match(if_match, lambda: _locked(db, principal, flow_id), FlowOut.model_validate)
     await flows.delete_flow(db, principal.team_id, flow_id)
     await db.commit()
     return Response(status_code=204)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
+from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.idempotent import run_once
 from maintflow_api.responses import AUTHED, errors
 from maintflow_core.schemas.common import AwareInstant, Page
@@ -20,6 +22,7 @@ from maintflow_core.schemas.schedules import (
 )
 from maintflow_core.usecases import launch, schedules
 from maintflow_core.usecases.pagination import page_of
+from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(tags=["maintenance schedules"], responses=AUTHED)
 PREFIX = "/v1/maintenance-schedules"
@@ -97,42 +100,58 @@ async def schedule_stats(db: DB, principal: Viewer) -> ScheduleStats:
 @router.get(
     f"{PREFIX}/{{schedule_id}}",
     response_model=ScheduleOut,
-    responses=errors(404),
+    responses={**errors(404), **READ},
     operation_id="schedules_get",
     summary="Read a schedule",
 )
-async def get_schedule(schedule_id: uuid.UUID, db: DB, principal: Viewer) -> ScheduleOut:
-    return _out(await schedules.get_schedule(db, principal.team_id, schedule_id))
+async def get_schedule(
+    schedule_id: uuid.UUID, db: DB, principal: Viewer, if_none_match: IfNoneMatch = None
+) -> Response:
+    schedule = await schedules.get_schedule(db, principal.team_id, schedule_id)
+    return tagged(_out(schedule), if_none_match)
+
+
+def _locked(db: DB, principal: Principal, schedule_id: uuid.UUID) -> Awaitable[object]:
+    return schedules.get_schedule(db, principal.team_id, schedule_id, for_update=True)
 
 
 @router.patch(
     f"{PREFIX}/{{schedule_id}}",
     response_model=ScheduleOut,
-    responses=errors(400, 403, 404, 413),
+    responses={**errors(400, 403, 404, 412, 413), **WRITTEN},
     operation_id="schedules_update",
     summary="Change a schedule",
     description=f"{RULES}\n\nA change of rule or timezone recomputes `next_run_at`; "
     "`is_active: false` pauses (without a reason), `true` resumes.",
 )
 async def update_schedule(
-    schedule_id: uuid.UUID, body: ScheduleUpdate, db: DB, state: State, principal: Engineer
-) -> ScheduleOut:
+    schedule_id: uuid.UUID,
+    body: ScheduleUpdate,
+    db: DB,
+    state: State,
+    principal: Engineer,
+    if_match: IfMatch = None,
+) -> Response:
+    await require_match(if_match, lambda: _locked(db, principal, schedule_id), _out)
     schedule = await schedules.update_schedule(
         db, state.clock, state.settings, principal.team_id, schedule_id, body
     )
     await db.commit()
-    return _out(schedule)
+    return tagged(_out(schedule))
 
 
 @router.delete(
     f"{PREFIX}/{{schedule_id}}",
     status_code=204,
     response_class=Response,
-    responses=errors(403, 404),
+    responses=errors(403, 404, 412),
     operation_id="schedules_delete",
     summary="Delete a schedule",
 )
-async def delete_schedule(schedule_id: uuid.UUID, db: DB, principal: Engineer) -> Response:
+async def delete_schedule(
+    schedule_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
+) -> Response:
+    await require_match(if_match, lambda: _locked(db, principal, schedule_id), _out)
     await schedules.delete_schedule(db, principal.team_id, schedule_id)
     await db.commit()
     return Response(status_code=204)
