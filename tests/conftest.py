@@ -34,6 +34,7 @@ SERVER_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("MAINTFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+UNLIMITED = "1000000/1 second"  # a per-token rate limit no test reaches
 
 
 def _plain(url: sa.URL) -> str:
@@ -69,7 +70,16 @@ async def database_url() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, redis_url=None, db_pool_size=5)
+    # The in-process API tests (and the fuzzer) send requests faster than a person would with
+    # one token: the per-token limit is raised here; tests/api/test_rate_limit.py and the
+    # running-system tests use the shipped one.
+    return Settings(
+        database_url=database_url,
+        redis_url=None,
+        db_pool_size=5,
+        rate_limit=UNLIMITED,
+        launch_rate_limit=UNLIMITED,
+    )
 
 
 @pytest.fixture

@@ -330,7 +330,7 @@ async def _pause_all(fleet: Fleet, log: Callable[[str], None]) -> None:
                         )
                         if resp.status_code == 200 and resp.json()["is_active"] is False:
                             return
-                        if resp.status_code < 500:
+                        if resp.status_code < 500 and resp.status_code != 429:
                             raise AssertionError(f"pause {sid}: {resp.status_code} {resp.text}")
                     await asyncio.sleep(0.5 * (attempt + 1))
                 raise AssertionError(f"pause {sid}: still failing after 10 attempts")

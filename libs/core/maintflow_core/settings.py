@@ -119,6 +119,18 @@ class Settings(BaseSettings):
         description="How long the API keeps an idle HTTP connection open. Above a load "
         "balancer's idle timeout (often 60 s), so the balancer, not the API, closes first.",
     )
+    rate_limit: str = Field(
+        "100/2 seconds",
+        description="Requests per API token, shared by every API process (in Redis; in memory "
+        "in `maintflow dev`): at most this many in any moving window of this length, in the "
+        "`limits` library's notation (`100/2 seconds`: 50 a second on average, bursts of 100). "
+        "Over it: 429 with Retry-After. Empty: no limit.",
+    )
+    launch_rate_limit: str = Field(
+        "10/2 seconds",
+        description="Batch launches and run-nows per API token, counted apart (and also "
+        "against `rate_limit`), in the same notation. Empty: no limit of their own.",
+    )
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")

@@ -13,6 +13,7 @@ from maintflow_api import errors
 from maintflow_api.deps import AppState
 from maintflow_api.limits import BodySizeLimit
 from maintflow_api.query import known_query_only
+from maintflow_api.ratelimit import RequestLimits, per_token
 from maintflow_api.routes import (
     flows,
     notifications,
@@ -82,6 +83,7 @@ def create_app(
         if settings.redis_url:
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)
+        state.limits = RequestLimits(settings)
         app.state.maintflow = state
         if on_startup:
             await on_startup(state)
@@ -102,7 +104,7 @@ def create_app(
         description="Scheduled maintenance for managed-service teams.",
         openapi_tags=TAGS,
         lifespan=lifespan,
-        dependencies=[Depends(known_query_only)],
+        dependencies=[Depends(known_query_only), Depends(per_token)],
     )
     errors.install(app)
     for module in (users, flows, target_lists, sessions, schedules, notifications, ops):

@@ -33,11 +33,30 @@ _DESCRIPTIONS: dict[int, str] = {
 Responses = dict[int | str, dict[str, Any]]
 
 
+def _integer(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+# draft-ietf-httpapi-ratelimit-headers-06, and RFC 9110's Retry-After.
+_RATE_LIMIT_HEADERS = {
+    "Retry-After": _integer("Seconds until a request will be accepted again."),
+    "RateLimit-Limit": _integer("Requests allowed in the window."),
+    "RateLimit-Remaining": _integer("Requests left in the current window."),
+    "RateLimit-Reset": _integer("Seconds until the window frees a request."),
+    "RateLimit-Policy": {
+        "description": "The limit as `<requests>;w=<window seconds>`.",
+        "schema": {"type": "string"},
+    },
+}
+
+
 def errors(*codes: int) -> Responses:
     """The `responses=` of a route or router for these statuses."""
     out: Responses = {}
     for code in codes:
         entry: dict[str, Any] = {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        if code == 429:
+            entry["headers"] = _RATE_LIMIT_HEADERS
         if code == 401:
             entry["headers"] = {
                 "WWW-Authenticate": {

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.idempotent import run_once
+from maintflow_api.ratelimit import LAUNCH_LIMITED
 from maintflow_api.responses import AUTHED, errors
 from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.schedules import (
@@ -201,6 +202,7 @@ async def resume_schedule(
     response_model=RunNowAccepted,
     responses=errors(403, 404),
     operation_id="schedules_run_now",
+    dependencies=LAUNCH_LIMITED,
     summary="Fire a schedule now, outside its rule",
     description="A batch like a scheduled one, for the targets of the schedule's list at the "
     "moment of the request; its sessions exist within seconds.",

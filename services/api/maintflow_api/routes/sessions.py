@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
+from maintflow_api.ratelimit import LAUNCH_LIMITED
 from maintflow_api.responses import AUTHED, errors, serialized
 from maintflow_core.schemas.batches import (
     BatchDetail,
@@ -48,6 +49,7 @@ _UPDATE_RULES = f"""Status changes allowed (any other is 409; the same status ag
     response_model=BatchLaunched,
     responses=errors(400, 403, 404, 413),
     operation_id="batches_launch",
+    dependencies=LAUNCH_LIMITED,
     summary="Launch a batch of sessions",
 )
 async def launch_batch(
