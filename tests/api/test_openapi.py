@@ -48,6 +48,7 @@ OPERATION_IDS = [
     "target_lists_get",
     "target_lists_list",
     "target_lists_replace",
+    "target_lists_update",
     "users_create",
     "users_delete",
     "users_list",

@@ -70,13 +70,24 @@ def _matches(header: str, tag: str, *, weak: bool) -> bool:
     return False
 
 
-def tagged(body: BaseModel, if_none_match: str | None = None) -> Response:
-    """`body` as JSON with its ETag; 304 when `if_none_match` names that tag."""
+def tagged(
+    body: BaseModel,
+    if_none_match: str | None = None,
+    *,
+    content: bytes | None = None,
+    media_type: str = "application/json",
+) -> Response:
+    """`body` as JSON with its ETag; 304 when `if_none_match` names that tag. `content`: another
+    representation of the same version (CSV), sent with the same tag, which names the version
+    whatever form it is read in, so that If-Match works after a read of either."""
     payload = body.model_dump_json().encode()
     tag = etag_of(payload)
+    headers = {"ETag": tag}
+    if content is not None:
+        headers["Vary"] = "Accept"
     if if_none_match is not None and _matches(if_none_match, tag, weak=True):
-        return Response(status_code=304, headers={"ETag": tag})
-    return Response(payload, media_type="application/json", headers={"ETag": tag})
+        return Response(status_code=304, headers=headers)
+    return Response(payload if content is None else content, media_type=media_type, headers=headers)
 
 
 async def require_match(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -19,7 +19,14 @@ class Target(Request):
 Targets = Annotated[list[Target], Field(min_length=1, max_length=MAX_TARGETS)]
 
 
-def check_unique_labels(targets: list[Target] | None) -> list[Target] | None:
+class Labelled(Protocol):
+    label: str
+
+
+L = TypeVar("L", bound=Labelled)
+
+
+def check_unique_labels(targets: list[L] | None) -> list[L] | None:
     if targets is None:
         return None
     seen: set[str] = set()
@@ -47,6 +54,54 @@ class TargetListCreate(Request):
     targets: Targets
 
     _labels_unique = field_validator("targets")(check_unique_labels)
+
+
+class TargetListReplace(TargetListCreate):
+    """PUT: the whole list; a CSV body (`?name=` optional) keeps the name when none is given."""
+
+    name: Name | None = None  # type: ignore[assignment]
+
+
+class TargetNotes(Request):
+    label: Label
+    notes: Notes | None
+
+
+class TargetListEdit(Request):
+    """PATCH: remove, then update, then add; in one transaction, all or nothing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "add": [{"label": "web-03", "notes": "new in rack 5"}],
+                    "remove": ["web-01"],
+                    "update": [{"label": "web-02", "notes": "moved to rack 6"}],
+                }
+            ]
+        }
+    )
+
+    add: Annotated[list[Target], Field(max_length=MAX_TARGETS)] | None = Field(
+        None, description="New targets; a label already in the list: 409 naming it."
+    )
+    remove: Annotated[list[Label], Field(max_length=MAX_TARGETS)] | None = Field(
+        None, description="Labels to remove; one not in the list: 422 naming it."
+    )
+    update: Annotated[list[TargetNotes], Field(max_length=MAX_TARGETS)] | None = Field(
+        None, description="New notes for these labels; one not in the list: 422 naming it."
+    )
+
+    _add_unique = field_validator("add")(check_unique_labels)
+    _update_unique = field_validator("update")(check_unique_labels)
+
+    @field_validator("remove")
+    @classmethod
+    def _remove_unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
+            twice = next(label for label in labels if labels.count(label) > 1)
+            raise ValueError(f"labels must be unique: {twice!r} appears twice")
+        return labels
 
 
 class TargetListOut(Response):

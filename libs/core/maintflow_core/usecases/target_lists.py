@@ -4,15 +4,21 @@ foreign key says so; this names the schedules)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
-from maintflow_core.errors import Conflict, NotFound
+from maintflow_core.errors import Conflict, InvalidField, NotFound
 from maintflow_core.models import Flow, MaintenanceSchedule, TargetList
-from maintflow_core.schemas.targets import TargetListCreate
+from maintflow_core.schemas.targets import (
+    MAX_TARGETS,
+    TargetListCreate,
+    TargetListEdit,
+    TargetListReplace,
+)
 from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import paginate
 
@@ -67,15 +73,62 @@ async def replace_target_list(
     clock: Clock,
     team_id: uuid.UUID,
     list_id: uuid.UUID,
-    data: TargetListCreate,
+    data: TargetListReplace,
+    *,
+    keep_description: bool = False,
 ) -> TargetList:
+    """The list's targets, name (unless `data` has none) and description (unless
+    `keep_description`: a CSV body carries only targets) replaced."""
     target_list = await get_target_list(db, team_id, list_id)
-    target_list.name = data.name
-    target_list.description = data.description
-    target_list.targets = [t.model_dump(exclude_none=True) for t in data.targets]
-    target_list.target_count = len(data.targets)
+    if data.name is not None:
+        target_list.name = data.name
+    if not keep_description or "description" in data.model_fields_set:
+        target_list.description = data.description
+    _set_targets(target_list, [t.model_dump(exclude_none=True) for t in data.targets], clock)
+    await _flush_unique(db, target_list.name)
+    return target_list
+
+
+def _set_targets(target_list: TargetList, targets: list[dict[str, Any]], clock: Clock) -> None:
+    target_list.targets = targets
+    target_list.target_count = len(targets)
     target_list.updated_at = clock.now()
-    await _flush_unique(db, data.name)
+
+
+async def edit_target_list(
+    db: AsyncSession,
+    clock: Clock,
+    team_id: uuid.UUID,
+    list_id: uuid.UUID,
+    data: TargetListEdit,
+) -> TargetList:
+    """Remove, then update, then add targets, the list locked for the change: labels to remove
+    or update must be in the list (else InvalidField naming one), labels to add must not be
+    (else Conflict naming one), and the result keeps 1..MAX_TARGETS targets."""
+    target_list = await get_target_list(db, team_id, list_id, for_update=True)
+    by_label = {t["label"]: dict(t) for t in target_list.targets}
+    for field, labels in (
+        ("remove", data.remove or []),
+        ("update", [t.label for t in data.update or []]),
+    ):
+        missing = [label for label in labels if label not in by_label]
+        if missing:
+            raise InvalidField(field, f"no target labelled {missing[0]!r} in this list")
+    for label in data.remove or []:
+        del by_label[label]
+    for change in data.update or []:
+        by_label[change.label] = change.model_dump(exclude_none=True)
+    for target in data.add or []:
+        if target.label in by_label:
+            raise Conflict(f"target {target.label!r} is already in this list")
+        by_label[target.label] = target.model_dump(exclude_none=True)
+    if not 1 <= len(by_label) <= MAX_TARGETS:
+        raise InvalidField(
+            "remove" if not by_label else "add",
+            f"a target list holds 1 to {MAX_TARGETS} targets; this change leaves {len(by_label)}",
+        )
+    _set_targets(target_list, list(by_label.values()), clock)
+    await db.flush()
     return target_list
 
 

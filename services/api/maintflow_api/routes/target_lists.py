@@ -2,20 +2,46 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from maintflow_api.csv_body import CSV_ANSWER, CSV_BODY, CsvBodyRoute, sent_csv, wants_csv
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.responses import AUTHED, errors
+from maintflow_core import targets_csv
+from maintflow_core.errors import InvalidField
 from maintflow_core.models import TargetList
-from maintflow_core.schemas.common import Page
-from maintflow_core.schemas.targets import TargetListCreate, TargetListOut
+from maintflow_core.schemas.common import Name, Page
+from maintflow_core.schemas.targets import (
+    TargetListCreate,
+    TargetListEdit,
+    TargetListOut,
+    TargetListReplace,
+)
 from maintflow_core.usecases import target_lists
 from maintflow_core.usecases.pagination import page_of
 from maintflow_core.usecases.principal import Principal
 
-router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=AUTHED)
+router = APIRouter(
+    prefix="/v1/target-lists",
+    tags=["target lists"],
+    responses=AUTHED,
+    route_class=CsvBodyRoute,
+)
+CSV_RULES = """A `text/csv` body is taken too: a `label,notes` header (or just `label`), then one
+target per line; UTF-8 with or without a byte-order mark; fields quoted as in RFC 4180. Bad
+CSV (encoding, header, a label twice, a field outside the rules) is a 422 naming the line."""
+CsvName = Annotated[
+    Name | None,
+    Query(description="With a `text/csv` body: the list's name (on PUT: absent keeps it)."),
+]
+
+
+def _name_from_query(request: Request, name: str | None) -> None:
+    if name is not None and not sent_csv(request):
+        raise InvalidField("name", "?name= names a list sent as text/csv; JSON bodies carry it")
 
 
 @router.post(
@@ -25,10 +51,18 @@ router = APIRouter(prefix="/v1/target-lists", tags=["target lists"], responses=A
     responses=errors(400, 403, 409, 413),
     operation_id="target_lists_create",
     summary="Create a target list",
+    description=f"{CSV_RULES}\n\nA CSV body takes the list's name from `?name=`.",
+    openapi_extra=CSV_BODY,
 )
 async def create_target_list(
-    body: TargetListCreate, db: DB, state: State, principal: Engineer
+    request: Request,
+    body: TargetListCreate,
+    db: DB,
+    state: State,
+    principal: Engineer,
+    name: CsvName = None,
 ) -> TargetListOut:
+    _name_from_query(request, name)
     target_list = await target_lists.create_target_list(db, state.clock, principal.team_id, body)
     await db.commit()
     return TargetListOut.model_validate(target_list)
@@ -53,15 +87,25 @@ async def list_target_lists(
 @router.get(
     "/{list_id}",
     response_model=TargetListOut,
-    responses={**errors(404), **READ},
+    responses={**errors(404), **READ, **CSV_ANSWER},
     operation_id="target_lists_get",
-    summary="Read a target list",
+    summary="Read a target list (JSON, or CSV with `Accept: text/csv`)",
 )
 async def get_target_list(
-    list_id: uuid.UUID, db: DB, principal: Viewer, if_none_match: IfNoneMatch = None
+    request: Request,
+    list_id: uuid.UUID,
+    db: DB,
+    principal: Viewer,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    target_list = await target_lists.get_target_list(db, principal.team_id, list_id)
-    return tagged(TargetListOut.model_validate(target_list), if_none_match)
+    target_list = TargetListOut.model_validate(
+        await target_lists.get_target_list(db, principal.team_id, list_id)
+    )
+    if not wants_csv(request):
+        return tagged(target_list, if_none_match)
+    rows = [t.model_dump(exclude_none=True) for t in target_list.targets]
+    csv = targets_csv.write_targets(rows)
+    return tagged(target_list, if_none_match, content=csv, media_type=targets_csv.MEDIA_TYPE)
 
 
 def _locked(db: DB, principal: Principal, list_id: uuid.UUID) -> Awaitable[TargetList]:
@@ -74,10 +118,44 @@ def _locked(db: DB, principal: Principal, list_id: uuid.UUID) -> Awaitable[Targe
     responses={**errors(400, 403, 404, 409, 412, 413), **WRITTEN},
     operation_id="target_lists_replace",
     summary="Replace a target list",
+    description=f"{CSV_RULES}\n\nA CSV body replaces the targets and keeps the description "
+    "(and the name, unless `?name=` gives one). A JSON body without `name` keeps it.",
+    openapi_extra=CSV_BODY,
 )
 async def replace_target_list(
+    request: Request,
     list_id: uuid.UUID,
-    body: TargetListCreate,
+    body: TargetListReplace,
+    db: DB,
+    state: State,
+    principal: Engineer,
+    if_match: IfMatch = None,
+    name: CsvName = None,
+) -> Response:
+    _name_from_query(request, name)
+    await require_match(
+        if_match, lambda: _locked(db, principal, list_id), TargetListOut.model_validate
+    )
+    target_list = await target_lists.replace_target_list(
+        db, state.clock, principal.team_id, list_id, body, keep_description=sent_csv(request)
+    )
+    await db.commit()
+    return tagged(TargetListOut.model_validate(target_list))
+
+
+@router.patch(
+    "/{list_id}",
+    response_model=TargetListOut,
+    responses={**errors(400, 403, 404, 409, 412, 413), **WRITTEN},
+    operation_id="target_lists_update",
+    summary="Add, remove and re-annotate some targets",
+    description="Removes, then updates, then adds, all or nothing. A label to remove or update "
+    "that is not in the list: 422 naming it; a label to add that is: 409 naming it. The list "
+    "keeps 1 to 10,000 targets.",
+)
+async def edit_target_list(
+    list_id: uuid.UUID,
+    body: TargetListEdit,
     db: DB,
     state: State,
     principal: Engineer,
@@ -86,7 +164,7 @@ async def replace_target_list(
     await require_match(
         if_match, lambda: _locked(db, principal, list_id), TargetListOut.model_validate
     )
-    target_list = await target_lists.replace_target_list(
+    target_list = await target_lists.edit_target_list(
         db, state.clock, principal.team_id, list_id, body
     )
     await db.commit()
