@@ -1,6 +1,7 @@
 """Two `maintflow api` processes on one database and one Redis, as a load balancer would spread a
-client's requests: they share each token's request limit, and of two writers sending the same
-If-Match tag, one to each process, exactly one wins.
+client's requests: they share each token's request limit; of two writers sending the same
+If-Match tag, one to each process, exactly one wins; a target list goes in and out as CSV and
+is edited with PATCH on either.
 
 The limit is set explicitly to 20 requests a minute: with the shipped 100 per 2 seconds, whether
 a burst crosses it would depend on how fast this machine answers."""
@@ -95,3 +96,23 @@ async def test_if_match_writers_on_two_processes_one_wins(two_apis: TwoApis) -> 
         now = await b.get(url)
         assert now.json()["name"] == winner.json()["name"]
         assert now.headers["ETag"] == winner.headers["ETag"]
+
+
+async def test_a_target_list_kept_as_csv_and_edited_on_either_process(two_apis: TwoApis) -> None:
+    async with AsyncExitStack() as stack:
+        a, b = await two_apis.clients(stack)
+        csv = b"label,notes\r\nweb-01,rack 4\r\nweb-02,\r\n"
+        r = await a.post(
+            "/v1/target-lists",
+            params={"name": "Web"},
+            content=csv,
+            headers={"Content-Type": "text/csv"},
+        )
+        assert r.status_code == 201, r.text
+        url = f"/v1/target-lists/{r.json()['id']}"
+        edit = {"add": [{"label": "web-03"}], "remove": ["web-02"]}
+        assert (await b.patch(url, json=edit)).status_code == 200
+        again = await b.patch(url, json={"add": [{"label": "web-03"}]})
+        assert again.status_code == 409 and "'web-03'" in again.json()["detail"]
+        back = await a.get(url, headers={"Accept": "text/csv"})
+        assert back.text == "label,notes\r\nweb-01,rack 4\r\nweb-03,\r\n"

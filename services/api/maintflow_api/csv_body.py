@@ -22,8 +22,9 @@ EXAMPLE = 'label,notes\r\nweb-01,rack 4\r\nweb-02,"rack 4, top"\r\n'
 CSV_BODY: dict[str, Any] = {
     "requestBody": {
         "content": {
+            # A document, not a JSON string: generators read binary strings as file uploads.
             targets_csv.MEDIA_TYPE: {
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "format": "binary"},
                 "example": EXAMPLE,
             }
         }
