@@ -3,12 +3,11 @@ canonical JSON of the response, so no column or migration is needed and any chan
 could see changes the tag. GET honours If-None-Match (304); PATCH/PUT/DELETE honour If-Match
 (412 when stale; without it the write proceeds as ever).
 
-A resource route applies it in three lines:
+A resource's routes apply it so (see routes/flows.py):
 
-    @router.get(..., responses={**errors(404), **READ})      -> return tagged(out, if_none_match)
-    @router.patch(..., responses={**errors(..., 412), **WRITTEN})
-        await require_match(if_match, lambda: get_x(..., for_update=True), XOut.model_validate)
-        ...; return tagged(out)
+    GET:               return tagged(FlowOut..., if_none_match)    responses={..., **READ}
+    PATCH/PUT/DELETE:  await require_match(if_match, <read the row FOR UPDATE>, FlowOut...)
+                       before the write, then return tagged(FlowOut...)    responses: 412, WRITTEN
 """
 
 from __future__ import annotations

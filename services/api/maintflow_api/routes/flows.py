@@ -69,8 +69,13 @@ async def get_flow(
     )
 
 
-def _locked(db: DB, principal: Principal, flow_id: uuid.UUID) -> Awaitable[Flow]:
-    return flows.get_flow(db, principal.team_id, flow_id, for_update=True)
+async def _still_current(
+    if_match: str | None, db: DB, principal: Principal, flow_id: uuid.UUID
+) -> None:
+    def locked() -> Awaitable[Flow]:
+        return flows.get_flow(db, principal.team_id, flow_id, for_update=True)
+
+    await require_match(if_match, locked, FlowOut.model_validate)
 
 
 @router.patch(
@@ -88,7 +93,7 @@ async def update_flow(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await require_match(if_match, lambda: _locked(db, principal, flow_id), FlowOut.model_validate)
+    await _still_current(if_match, db, principal, flow_id)
     flow = await flows.update_flow(db, state.clock, principal.team_id, flow_id, body)
     await db.commit()
     return tagged(FlowOut.model_validate(flow))
@@ -105,7 +110,7 @@ async def update_flow(
 async def delete_flow(
     flow_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await require_match(if_match, lambda: _locked(db, principal, flow_id), FlowOut.model_validate)
+    await _still_current(if_match, db, principal, flow_id)
     await flows.delete_flow(db, principal.team_id, flow_id)
     await db.commit()
     return Response(status_code=204)

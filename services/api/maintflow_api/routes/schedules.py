@@ -112,8 +112,13 @@ async def get_schedule(
     return tagged(_out(schedule), if_none_match)
 
 
-def _locked(db: DB, principal: Principal, schedule_id: uuid.UUID) -> Awaitable[object]:
-    return schedules.get_schedule(db, principal.team_id, schedule_id, for_update=True)
+async def _still_current(
+    if_match: str | None, db: DB, principal: Principal, schedule_id: uuid.UUID
+) -> None:
+    def locked() -> Awaitable[object]:
+        return schedules.get_schedule(db, principal.team_id, schedule_id, for_update=True)
+
+    await require_match(if_match, locked, _out)
 
 
 @router.patch(
@@ -133,7 +138,7 @@ async def update_schedule(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await require_match(if_match, lambda: _locked(db, principal, schedule_id), _out)
+    await _still_current(if_match, db, principal, schedule_id)
     schedule = await schedules.update_schedule(
         db, state.clock, state.settings, principal.team_id, schedule_id, body
     )
@@ -152,7 +157,7 @@ async def update_schedule(
 async def delete_schedule(
     schedule_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await require_match(if_match, lambda: _locked(db, principal, schedule_id), _out)
+    await _still_current(if_match, db, principal, schedule_id)
     await schedules.delete_schedule(db, principal.team_id, schedule_id)
     await db.commit()
     return Response(status_code=204)

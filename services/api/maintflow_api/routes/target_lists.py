@@ -108,8 +108,13 @@ async def get_target_list(
     return tagged(target_list, if_none_match, content=csv, media_type=targets_csv.MEDIA_TYPE)
 
 
-def _locked(db: DB, principal: Principal, list_id: uuid.UUID) -> Awaitable[TargetList]:
-    return target_lists.get_target_list(db, principal.team_id, list_id, for_update=True)
+async def _still_current(
+    if_match: str | None, db: DB, principal: Principal, list_id: uuid.UUID
+) -> None:
+    def locked() -> Awaitable[TargetList]:
+        return target_lists.get_target_list(db, principal.team_id, list_id, for_update=True)
+
+    await require_match(if_match, locked, TargetListOut.model_validate)
 
 
 @router.put(
@@ -133,9 +138,7 @@ async def replace_target_list(
     name: CsvName = None,
 ) -> Response:
     _name_from_query(request, name)
-    await require_match(
-        if_match, lambda: _locked(db, principal, list_id), TargetListOut.model_validate
-    )
+    await _still_current(if_match, db, principal, list_id)
     target_list = await target_lists.replace_target_list(
         db, state.clock, principal.team_id, list_id, body, keep_description=sent_csv(request)
     )
@@ -161,9 +164,7 @@ async def edit_target_list(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await require_match(
-        if_match, lambda: _locked(db, principal, list_id), TargetListOut.model_validate
-    )
+    await _still_current(if_match, db, principal, list_id)
     target_list = await target_lists.edit_target_list(
         db, state.clock, principal.team_id, list_id, body
     )
@@ -182,9 +183,7 @@ async def edit_target_list(
 async def delete_target_list(
     list_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await require_match(
-        if_match, lambda: _locked(db, principal, list_id), TargetListOut.model_validate
-    )
+    await _still_current(if_match, db, principal, list_id)
     await target_lists.delete_target_list(db, principal.team_id, list_id)
     await db.commit()
     return Response(status_code=204)
