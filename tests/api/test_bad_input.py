@@ -791,7 +791,7 @@ async def test_errors_keep_fastapis_detail_shape(team: TeamCtx) -> None:
 async def test_a_405_lists_every_method_of_the_path(team: TeamCtx) -> None:
     for url, allow in [
         ("/v1/flows", "GET, POST"),
-        ("/v1/target-lists/" + str(uuid.uuid4()), "DELETE, GET, PUT"),
+        ("/v1/target-lists/" + str(uuid.uuid4()), "DELETE, GET, PATCH, PUT"),
         ("/v1/users", "GET, POST"),
     ]:
         r = await team.req("TRACE", url)

@@ -57,9 +57,12 @@ class TargetListCreate(Request):
 
 
 class TargetListReplace(TargetListCreate):
-    """PUT: the whole list; a CSV body (`?name=` optional) keeps the name when none is given."""
+    """PUT: the whole list. `name` is required in JSON; a text/csv body, which carries only
+    targets, keeps the list's name unless `?name=` gives one."""
 
-    name: Name | None = None  # type: ignore[assignment]
+    name: Name | None = Field(  # type: ignore[assignment]
+        None, description="Required in a JSON body; a text/csv body keeps the name without it."
+    )
 
 
 class TargetNotes(Request):

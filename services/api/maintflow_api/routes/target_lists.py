@@ -124,7 +124,7 @@ async def _still_current(
     operation_id="target_lists_replace",
     summary="Replace a target list",
     description=f"{CSV_RULES}\n\nA CSV body replaces the targets and keeps the description "
-    "(and the name, unless `?name=` gives one). A JSON body without `name` keeps it.",
+    "(and the name, unless `?name=` gives one).",
     openapi_extra=CSV_BODY,
 )
 async def replace_target_list(
@@ -138,6 +138,8 @@ async def replace_target_list(
     name: CsvName = None,
 ) -> Response:
     _name_from_query(request, name)
+    if body.name is None and not sent_csv(request):
+        raise InvalidField("name", "required in a JSON body")
     await _still_current(if_match, db, principal, list_id)
     target_list = await target_lists.replace_target_list(
         db, state.clock, principal.team_id, list_id, body, keep_description=sent_csv(request)
