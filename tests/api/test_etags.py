@@ -69,6 +69,8 @@ async def test_a_schedule_has_a_version_too(team: TeamCtx) -> None:
     url = f"/v1/maintenance-schedules/{s['id']}"
     tag = (await team.req("GET", url)).headers["ETag"]
     assert (await team.req("GET", url, headers={"If-None-Match": tag})).status_code == 304
+    of_flow = await team.req("GET", f"/v1/flows/{flow['id']}/schedule")
+    assert of_flow.headers["ETag"] == tag
     patch = {"cron_expression": "0 10 * * *"}
     assert (await team.req("PATCH", url, json=patch, headers={"If-Match": tag})).status_code == 200
     assert (await team.req("PATCH", url, json=patch, headers={"If-Match": tag})).status_code == 412

@@ -252,9 +252,12 @@ async def preview(
 @router.get(
     "/v1/flows/{flow_id}/schedule",
     response_model=ScheduleOut,
-    responses=errors(404),
+    responses={**errors(404), **READ},
     operation_id="schedules_of_flow",
     summary="The schedule of a flow (404 when it has none)",
 )
-async def schedule_of_flow(flow_id: uuid.UUID, db: DB, principal: Viewer) -> ScheduleOut:
-    return _out(await schedules.schedule_of_flow(db, principal.team_id, flow_id))
+async def schedule_of_flow(
+    flow_id: uuid.UUID, db: DB, principal: Viewer, if_none_match: IfNoneMatch = None
+) -> Response:
+    schedule = await schedules.schedule_of_flow(db, principal.team_id, flow_id)
+    return tagged(_out(schedule), if_none_match)
