@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from maintflow_api.app import create_app
 from maintflow_core.clock import FakeClock
@@ -65,3 +66,10 @@ async def test_launches_have_a_lower_limit_of_their_own(
     assert launches == [201, 201, 429]
     # Other requests still have budget left (5 in all: 3 launches counted, 2 more).
     assert (await limited.get("/v1/flows", headers=auth(team))).status_code == 200
+
+
+def test_a_limit_that_cannot_be_read_stops_the_settings_naming_it() -> None:
+    for value in ("fast", "0/1 second", "100/2 fortnights"):
+        with pytest.raises(ValidationError, match="rate_limit"):
+            Settings(rate_limit=value)
+    assert Settings(rate_limit="10 per minute", launch_rate_limit="").launch_rate_limit == ""

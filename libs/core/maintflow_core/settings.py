@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+import limits
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DIR = Path(".maintflow")
@@ -134,6 +135,15 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")
+
+    @field_validator("rate_limit", "launch_rate_limit")
+    @classmethod
+    def _limit_notation(cls, value: str) -> str:
+        # Read at start-up (limits.parse raises ValueError), so that a typo stops the process
+        # naming the variable.
+        if value and limits.parse(value).amount < 1:
+            raise ValueError("must allow at least one request")
+        return value
 
     @property
     def is_sqlite(self) -> bool:
