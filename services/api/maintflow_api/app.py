@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from maintflow_api import errors
+from maintflow_api import errors, observe
 from maintflow_api.deps import AppState
 from maintflow_api.limits import BodySizeLimit
 from maintflow_api.query import known_query_only
@@ -21,6 +21,7 @@ from maintflow_api.routes import (
     users,
 )
 from maintflow_broker.brokers import new_broker
+from maintflow_core import metrics
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.db.store import Store, open_store
@@ -41,6 +42,7 @@ def create_app(
     `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers inside the
     same lifespan."""
     chosen = store or open_store(settings)
+    metrics.configure(settings.metrics_enabled)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,4 +80,5 @@ def create_app(
     for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    observe.install(app, settings)
     return app

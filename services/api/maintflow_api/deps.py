@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
+from maintflow_core.logging import add_log_field
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.auth import authenticate
 from maintflow_core.usecases.pagination import MAX_LIMIT
@@ -68,6 +69,7 @@ async def current_principal(
     principal = await authenticate(db, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    add_log_field("team_id", str(principal.team_id))
     return principal
 
 

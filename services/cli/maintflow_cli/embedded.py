@@ -45,7 +45,7 @@ async def _demo_token(state: AppState) -> str:
 
 def run_dev(settings: Settings, host: str, port: int) -> int:
     settings = settings.model_copy(update={"redis_url": None})
-    configure_logging(settings)
+    configure_logging(settings, default_format="text")
     migrate.upgrade(settings.database_url)
     clock = SystemClock()
     store = open_store(settings)

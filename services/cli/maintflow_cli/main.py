@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from maintflow_core.settings import Settings
 
@@ -36,6 +39,22 @@ def _exit_cleanly_after_graceful_stop() -> None:
         signal.signal(sig, exit_zero)
 
 
+def _fresh_metrics_dir(configured: str | None, role: str) -> str:
+    """The directory a role's processes write their metrics to (prometheus-client's
+    multiprocess mode), empty: files left by an earlier run would add its counts to this one's.
+    Set in the environment before any process imports prometheus_client, which reads it then
+    (Dramatiq's Prometheus middleware reads `dramatiq_prom_db`)."""
+    if configured:
+        path = Path(configured)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix=f"maintflow-{role}-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ["dramatiq_prom_db"] = str(path)
+    return str(path)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -44,6 +63,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings)
     _exit_cleanly_after_graceful_stop()
+    if args.workers > 1:
+        # One /metrics for all of them: whichever process answers sums every process's files.
+        _fresh_metrics_dir(None, "api")
     uvicorn.run(
         "maintflow_api.main:app_from_env",
         factory=True,
@@ -51,6 +73,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        # Our logging, not uvicorn's own configuration: its lines go out in the same format,
+        # and the API logs one `http_request` line per request itself (with its request id).
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=20,
         timeout_keep_alive=settings.api_keep_alive_s,
     )
@@ -74,6 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     threads = args.threads or settings.worker_threads
     # Each worker process reads its settings again; its connection pools follow its threads.
     os.environ["MAINTFLOW_WORKER_THREADS"] = str(threads)
+    _fresh_metrics_dir(settings.worker_metrics_dir, "worker")
     argv = [
         sys.executable,
         "-m",

@@ -3,13 +3,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
 from maintflow_api.responses import errors
+from maintflow_broker.health import readiness
 from maintflow_broker.queues import queue_stats
 from maintflow_core import due
 from maintflow_core.usecases import lease
@@ -27,30 +27,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "Not ready: the body names the unreachable dependency."}},
 )
 async def readyz(state: State) -> Response:
-    checks: dict[str, str] = {}
-    try:
-        async with state.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unreachable: {type(exc).__name__}"
-    if state.settings.redis_url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
-        try:
-            await client.ping()
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
-        finally:
-            await client.aclose()
-    else:
-        checks["broker"] = "ok (in-memory)"
-    ok = all(v.startswith("ok") for v in checks.values())
-    return JSONResponse(
-        status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", **checks}
-    )
+    status, body = await readiness(state.settings, state.engine)
+    return JSONResponse(status_code=status, content=body)
 
 
 @router.get("/v1/ops/queues", responses=errors(401, 503))
