@@ -17,7 +17,12 @@ from typing import Any
 
 from maintflow_core.settings import Settings
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Record attributes that are not an event's fields (uvicorn adds a colored copy of its message).
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 # The fields bound for the work at hand. A dict, so that a later step of the same piece of work

@@ -5,8 +5,7 @@ Rules: every name starts with `maintflow_` and carries its unit (`_seconds`, `_t
 `_messages`); every label has a bounded set of values, pre-initialised where they are known so
 a series exists (at 0) before its first event and `rate()`/`increase()` see the first one.
 Dramatiq's own metrics (`dramatiq_*`, per actor and queue) come from its Prometheus middleware in
-the worker processes, and the API's HTTP metrics (`maintflow_api_http_*`) from
-prometheus-fastapi-instrumentator; neither is redefined here.
+the worker processes; they are not redefined here.
 
 Recording goes through the small functions below, so `MAINTFLOW_METRICS_ENABLED=false` turns
 every hot-path observation into one attribute test (see `configure`).
@@ -124,6 +123,19 @@ WEBHOOK_DELIVERIES = Counter(
 
 # ---- API ---------------------------------------------------------------------------------------
 
+HTTP_STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+API_REQUESTS = Counter(
+    "maintflow_api_http_requests_total",
+    "HTTP requests answered, by route template (`/v1/flows/{flow_id}`; `(unmatched)` for a "
+    "path no route matched), method and status class.",
+    ["route", "method", "status"],
+)
+API_LATENCY = Histogram(
+    "maintflow_api_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 SSE_STREAMS = Gauge(
     "maintflow_api_sse_streams_open",
     "Server-sent-event streams open on this API process.",
@@ -228,6 +240,12 @@ def batch_ready(fanout_seconds: float) -> None:
 def notification_written(event: str) -> None:
     if _enabled:
         NOTIFICATIONS.labels(event).inc()
+
+
+def http_request(route: str, method: str, status: int, seconds: float) -> None:
+    if _enabled:
+        API_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
+        API_LATENCY.labels(route).observe(seconds)
 
 
 def webhook_delivery(outcome: str) -> None:

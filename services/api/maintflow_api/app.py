@@ -80,5 +80,5 @@ def create_app(
     for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    observe.install(app, settings)
+    observe.install(app)
     return app

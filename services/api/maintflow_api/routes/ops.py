@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
@@ -12,6 +13,7 @@ from maintflow_api.responses import errors
 from maintflow_broker.health import readiness
 from maintflow_broker.queues import queue_stats
 from maintflow_core import due
+from maintflow_core.opsserver import registry
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
@@ -20,6 +22,11 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
