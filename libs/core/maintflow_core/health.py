@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from maintflow_core import metrics
+
 # A probe never waits longer than this for one dependency: an orchestrator's probe times out
 # after a few seconds, and a hung dependency must read as "not ready", not as a hung process.
 PROBE_TIMEOUT_S = 2.0
@@ -32,5 +34,6 @@ async def database(engine: AsyncEngine) -> str:
 
 def verdict(checks: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of `/readyz` for these checks (each "ok…" or a reason)."""
+    metrics.readiness_observed(checks)
     ok = all(v.startswith("ok") for v in checks.values())
     return (200 if ok else 503), {"status": "ok" if ok else "unavailable", **checks}

@@ -142,6 +142,17 @@ SSE_STREAMS = Gauge(
     multiprocess_mode="livesum",
 )
 
+# ---- every process ----------------------------------------------------------------------------
+
+READY = Gauge(
+    "maintflow_readiness_ok",
+    "Result of this process's last /readyz answer, per dependency (database, broker): 1 "
+    "reachable, 0 not. Fresh as long as something probes /readyz (Kubernetes, the image's "
+    "HEALTHCHECK).",
+    ["check"],
+    multiprocess_mode="mostrecent",
+)
+
 # ---- recording ---------------------------------------------------------------------------------
 
 _enabled = True
@@ -240,6 +251,11 @@ def batch_ready(fanout_seconds: float) -> None:
 def notification_written(event: str) -> None:
     if _enabled:
         NOTIFICATIONS.labels(event).inc()
+
+
+def readiness_observed(checks: dict[str, str]) -> None:
+    for check, result in checks.items():
+        READY.labels(check).set(1 if result.startswith("ok") else 0)
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:

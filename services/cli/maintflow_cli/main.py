@@ -131,6 +131,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when GET <path> answers 200 on one of the ports (the image's HEALTHCHECK: one
+    image, whichever role it runs — the API's port, the scheduler's or the worker's ops port)."""
+    import urllib.request
+
+    settings = _settings()
+    ports = args.port or [8000, settings.scheduler_ops_port, settings.worker_ops_port]
+    for port in ports:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}{args.path}", timeout=args.timeout
+            ) as resp:
+                if resp.status == 200:
+                    return 0
+        except OSError:
+            continue
+    print(f"no 200 from {args.path} on port(s) {', '.join(map(str, ports))}", file=sys.stderr)
+    return 1
+
+
 def cmd_create_team(args: argparse.Namespace) -> int:
     from maintflow_cli.admin import create_team
 
@@ -161,6 +181,16 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--processes", type=int, default=None)
     worker.add_argument("--threads", type=int, default=None)
     worker.set_defaults(func=cmd_worker)
+
+    check = sub.add_parser(
+        "healthcheck", help="probe this container's API or ops port (exit 0 when it answers)"
+    )
+    check.add_argument(
+        "--port", type=int, action="append", help="port to try (repeatable; default: all roles')"
+    )
+    check.add_argument("--path", default="/readyz", choices=["/healthz", "/readyz"])
+    check.add_argument("--timeout", type=float, default=3.0)
+    check.set_defaults(func=cmd_healthcheck)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", default="head")
