@@ -51,6 +51,21 @@ def dramatiq_metrics() -> Middleware:
         def forks(self) -> list[Any]:
             return []
 
+        def after_process_boot(self, broker: dramatiq.Broker) -> None:
+            """Also give every actor its series at 0: errors, retries and dead letters exist
+            before the first one, so rates and alerts see it."""
+            super().after_process_boot(broker)  # type: ignore[no-untyped-call]
+            counters = (
+                self.total_messages,
+                self.total_errored_messages,
+                self.total_retried_messages,
+                self.total_rejected_messages,
+            )
+            for name in broker.get_declared_actors():
+                labels = (broker.get_actor(name).queue_name, name)
+                for counter in counters:
+                    counter.labels(*labels)
+
     return DramatiqMetrics()
 
 
