@@ -47,10 +47,11 @@ DAILY = "0 3 * * *"
 INSTANT = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 
 
-async def start_worker(bench: Bench, name: str = "worker") -> Proc:
-    """`maintflow worker --processes 1 --threads 8` on this run's database and namespace."""
+async def start_worker(bench: Bench, name: str = "worker", **settings: str) -> Proc:
+    """`maintflow worker --processes 1 --threads 8` on this run's database and namespace
+    (`settings`: MAINTFLOW_* variables to add)."""
     argv = [*maintflow_command(), "worker", "--processes", "1", "--threads", str(THREADS)]
-    proc = bench.spawn(name, argv)
+    proc = bench.spawn(name, argv, bench.env(**settings))
     await proc.wait_log("Worker process is ready for action", 90)
     return proc
 
