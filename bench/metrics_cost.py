@@ -17,12 +17,8 @@ from bench.common import (
     maintflow_command,
     median,
 )
-from bench.fanout import drive, start_worker
+from bench.fanout import drive, relay_service, start_worker
 from bench.reads import load, seed
-from maintflow_core.clock import SystemClock
-from maintflow_core.db.store import open_store
-from maintflow_scheduler.service import SchedulerService
-from maintflow_workers.broker import build_broker
 
 TARGET = 0.95
 SWITCH = "METRICS_ENABLED"
@@ -31,15 +27,7 @@ MODES = {"on": "true", "off": "false"}
 
 async def fanout_rates(bench: Bench, targets: int, reps: int) -> dict[str, list[float]]:
     """Per mode, sessions/s of `reps` fires, a worker of that mode at a time, modes in turn."""
-    broker = build_broker(bench.settings)
-    service = SchedulerService(
-        bench.settings,
-        bench.sessions,
-        SystemClock(),
-        broker,
-        "bench-relay",
-        store=open_store(bench.settings),
-    )
+    broker, service = relay_service(bench)
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     offset = 100
     try:

@@ -10,16 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kit.dev import Dev, created, running_dev
+from tests.kit.dev import Dev, new_schedule, running_dev
 from tests.kit.logs import json_objects
 from tests.kit.poll import poll_until_sync
 from tests.kit.procs import free_port
 
 pytestmark = pytest.mark.e2e
-STEPS = [
-    {"id": "s", "type": "procedure_step", "title": "Patch"},
-    {"id": "e", "type": "procedure_end", "title": "Done"},
-]
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +32,7 @@ def sample(text: str, series: str) -> float:
 
 
 def test_metrics_of_every_role_on_the_one_port(dev: Dev) -> None:
-    flow = created(
-        dev.api.post("/v1/flows", json={"name": "M", "flow_type": "maintenance", "steps": STEPS})
-    )
-    targets = [{"label": f"m-{i}"} for i in range(5)]
-    tl = created(dev.api.post("/v1/target-lists", json={"name": "M", "targets": targets}))
-    schedule = created(
-        dev.api.post(
-            "/v1/maintenance-schedules",
-            json={
-                "flow_id": flow["id"],
-                "target_list_id": tl["id"],
-                "cron_expression": "0 3 * * *",
-            },
-        )
-    )
+    schedule = new_schedule(dev, "Metrics", [f"m-{i}" for i in range(5)], "0 3 * * *")
     run = dev.api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
     assert run.status_code == 202, run.text
 

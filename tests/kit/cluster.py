@@ -86,8 +86,7 @@ def cluster_env(
         env["MAINTFLOW_REDIS_URL"] = redis_url
     if namespace is not None:
         env["MAINTFLOW_BROKER_NAMESPACE"] = namespace
-    if json_logs:
-        env["MAINTFLOW_LOG_FORMAT"] = "json"
+    env["MAINTFLOW_LOG_FORMAT"] = "json" if json_logs else "text"
     env.update({f"MAINTFLOW_{name.upper()}": str(value) for name, value in settings.items()})
     return env
 
