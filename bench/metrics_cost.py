@@ -1,6 +1,8 @@
 """Row 7 — what the metrics cost: row 1's fan-out (sessions/s of one fire) and row 6's API read
 (`GET /v1/batches`, req/s at 32 connections) with metrics on (the default) against the same with
-`MAINTFLOW_METRICS_ENABLED=false`, alternated in one run. Target: on/off ≥ 0.95."""
+`MAINTFLOW_METRICS_ENABLED=false`, alternated in one run. Target: on/off ≥ 0.95. Each mode's
+figure is its best round, the one least disturbed by whatever else the machine runs (as row 1
+does): on a shared box the spread between rounds is larger than the effect measured."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from bench.common import (
     free_port,
     log,
     maintflow_command,
-    median,
 )
 from bench.fanout import drive, relay_service, start_worker
 from bench.reads import load, seed
@@ -83,7 +84,7 @@ async def read_rates(bench: Bench, rounds: int, seconds: float) -> dict[str, lis
 
 
 def result(row: str, what: str, unit: str, rates: dict[str, list[float]]) -> Result:
-    on, off = median(rates["on"]), median(rates["off"])
+    on, off = max(rates["on"]), max(rates["off"])
     ratio = on / off
     met, verdict = at_least(ratio, TARGET)
     values: dict[str, Any] = {mode: [round(r) for r in rs] for mode, rs in rates.items()}
@@ -105,7 +106,7 @@ async def run(bench: Bench) -> list[Result]:
     targets = bench.size(1_000, 10_000)
     fan = await fanout_rates(bench, targets, reps=bench.size(1, 3))
     await bench.reset()
-    reads = await read_rates(bench, rounds=bench.size(1, 3), seconds=bench.size(3.0, 6.0))
+    reads = await read_rates(bench, rounds=bench.size(1, 5), seconds=bench.size(3.0, 5.0))
     return [
         result("7a", f"fan-out of {targets:,} targets, metrics on vs off", " sessions/s", fan),
         result("7b", "GET /v1/batches at 32 connections, metrics on vs off", " req/s", reads),

@@ -36,14 +36,16 @@ def test_metrics_of_every_role_on_the_one_port(dev: Dev) -> None:
     run = dev.api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
     assert run.status_code == 202, run.text
 
+    ready = 'maintflow_notifications_total{event="batch.ready"}'
+
     def counted() -> str | None:
         text = dev.api.get("/metrics").text
-        return text if sample(text, "maintflow_sessions_created_total") >= 5 else None
+        done = sample(text, "maintflow_sessions_created_total") >= 5 and sample(text, ready) >= 1
+        return text if done else None
 
-    text = poll_until_sync(counted, 30, "5 sessions counted in /metrics")
+    text = poll_until_sync(counted, 30, "5 sessions and the batch's notification in /metrics")
     assert sample(text, "maintflow_scheduler_is_leader") == 1
     assert 'maintflow_api_http_requests_total{method="POST",route="/v1/flows",status="2xx"}' in text
-    assert sample(text, 'maintflow_notifications_total{event="batch.ready"}') >= 1
     for path in ("/healthz", "/readyz"):
         assert dev.api.get(path).status_code == 200
 

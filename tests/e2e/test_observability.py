@@ -174,6 +174,10 @@ async def test_one_leader_and_the_queues_exported_by_it_alone(watched: Watched) 
         one = leaders and float(leaders[0]["value"][1]) == 1
         return per_queue if one and per_queue else None
 
+    # Only the schedulers export a leader gauge (each process exports its own role's metrics).
+    replicas = await prom.query("count by (job) (maintflow_scheduler_is_leader)")
+    assert [(r["metric"]["job"], r["value"][1]) for r in replicas] == [("maintflow-scheduler", "2")]
+
     per_queue = await poll_until(settled, 30, "one leader exporting the queues")
     assert {q["metric"]["queue"] for q in per_queue} == {"fanout", "sessions"}
     assert {q["metric"]["instance"] for q in per_queue} == {leader.url.split("//")[1]}

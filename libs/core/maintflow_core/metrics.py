@@ -153,6 +153,36 @@ READY = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# ---- what each role exports ---------------------------------------------------------------------
+
+# Every process defines every metric above (this module is imported everywhere), but exports only
+# its role's families (by name prefix; prometheus-client names a counter's family without
+# `_total`): a worker must not export a scheduler's `is_leader` at 0, nor the API a queue depth.
+# `maintflow dev` runs every role. The Python runtime's own (`process_`, `python_`) go along.
+COMMON_PREFIXES = ("maintflow_readiness_", "process_", "python_")
+ROLE_PREFIXES = {
+    "api": ("maintflow_api_", "maintflow_notifications"),
+    "scheduler": (
+        "maintflow_scheduler_",
+        "maintflow_outbox_",
+        "maintflow_reconciler_",
+        "maintflow_queue_",
+    ),
+    "worker": (
+        "maintflow_sessions_",
+        "maintflow_fanout_",
+        "maintflow_notifications",
+        "maintflow_webhook_",
+        "dramatiq_",
+    ),
+}
+ROLES = tuple(ROLE_PREFIXES)
+
+
+def exported_prefixes(roles: Iterable[str]) -> tuple[str, ...]:
+    return COMMON_PREFIXES + tuple(p for role in roles for p in ROLE_PREFIXES[role])
+
+
 # ---- recording ---------------------------------------------------------------------------------
 
 _enabled = True

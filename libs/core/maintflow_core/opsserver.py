@@ -13,12 +13,16 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from maintflow_core import metrics
 
 log = logging.getLogger("maintflow.ops")
 
@@ -26,8 +30,8 @@ Readiness = Callable[[], Coroutine[Any, Any, tuple[int, dict[str, Any]]]]
 
 
 def registry() -> CollectorRegistry:
-    """What `/metrics` exports: in prometheus-client's multiprocess mode (the workers, an API
-    with several processes) the sum over the processes' files, else this process's metrics."""
+    """Every metric of this process: in prometheus-client's multiprocess mode (the workers, an
+    API with several processes) the sum over the processes' files, else this process's own."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collected = CollectorRegistry()
         MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
@@ -35,9 +39,24 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
+class _RoleFamilies(Collector):
+    def __init__(self, source: CollectorRegistry, prefixes: tuple[str, ...]) -> None:
+        self.source, self.prefixes = source, prefixes
+
+    def collect(self) -> Iterable[Metric]:
+        return (m for m in self.source.collect() if m.name.startswith(self.prefixes))
+
+
+def exposition(roles: Iterable[str]) -> bytes:
+    """`/metrics` of a process running `roles` (see `metrics.ROLE_PREFIXES`)."""
+    only = CollectorRegistry(auto_describe=False)
+    only.register(_RoleFamilies(registry(), metrics.exported_prefixes(roles)))
+    return generate_latest(only)
+
+
 class OpsServer:
-    def __init__(self, host: str, port: int, ready: Readiness) -> None:
-        handler = _handler(ready)
+    def __init__(self, host: str, port: int, ready: Readiness, roles: Iterable[str]) -> None:
+        handler = _handler(ready, tuple(roles))
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -64,12 +83,12 @@ class OpsServer:
             self._thread.join(timeout=5)
 
 
-def _handler(ready: Readiness) -> type[BaseHTTPRequestHandler]:
+def _handler(ready: Readiness, roles: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(registry()), CONTENT_TYPE_LATEST)
+                self._send(200, exposition(roles), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 self._json(200, {"status": "ok"})
             elif path == "/readyz":

@@ -37,10 +37,11 @@ def create_app(
     store: Store | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    metric_roles: tuple[str, ...] = ("api",),
 ) -> FastAPI:
     """The API. `store`: the one the process chose (default: the settings' database's).
     `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers inside the
-    same lifespan."""
+    same lifespan, and export every role's metrics (`metric_roles`)."""
     chosen = store or open_store(settings)
     metrics.configure(settings.metrics_enabled)
 
@@ -54,6 +55,7 @@ def create_app(
         )
         # GET requests only read: the store may spare them their BEGIN/ROLLBACK round trips.
         state.open_read_db = chosen.read_sessionmaker(engine)
+        state.metric_roles = metric_roles
         if settings.redis_url:
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)

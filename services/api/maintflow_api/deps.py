@@ -32,6 +32,9 @@ class AppState:
     broker: dramatiq.Broker | None = None
     # For GET requests, which only read; None: use `open_db` (see Store.read_sessionmaker).
     open_read_db: async_sessionmaker[AsyncSession] | None = None
+    # Whose metrics /metrics exports (maintflow_core.metrics.ROLE_PREFIXES): the API's, or every
+    # role's in the embedded mode.
+    metric_roles: tuple[str, ...] = ("api",)
 
 
 def _state_of(request: Request) -> AppState:

@@ -48,7 +48,9 @@ async def serve(settings: Settings) -> None:
         settings, create_sessionmaker(engine), SystemClock(), broker, store=open_store(settings)
     )
     # Ready whether or not this replica leads: a standby is what a failover needs.
-    ops = OpsServer(settings.ops_host, settings.scheduler_ops_port, lambda: readiness(settings))
+    ops = OpsServer(
+        settings.ops_host, settings.scheduler_ops_port, lambda: readiness(settings), ["scheduler"]
+    )
     ops.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

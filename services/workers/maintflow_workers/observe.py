@@ -26,7 +26,9 @@ def serve_ops_port() -> int:
     process writes to (`PROMETHEUS_MULTIPROC_DIR`, set by `maintflow worker`)."""
     settings = Settings()
     configure_logging(settings)
-    server = OpsServer(settings.ops_host, settings.worker_ops_port, lambda: readiness(settings))
+    server = OpsServer(
+        settings.ops_host, settings.worker_ops_port, lambda: readiness(settings), ["worker"]
+    )
     server.serve_forever()
     return 0
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
@@ -13,7 +13,7 @@ from maintflow_api.responses import errors
 from maintflow_broker.health import readiness
 from maintflow_broker.queues import queue_stats
 from maintflow_core import due
-from maintflow_core.opsserver import registry
+from maintflow_core.opsserver import exposition
 from maintflow_core.usecases import lease
 
 router = APIRouter(tags=["operations"])
@@ -25,8 +25,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
-    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
+async def prometheus_metrics(state: State) -> Response:
+    return Response(exposition(state.metric_roles), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
