@@ -18,6 +18,7 @@ from typing import Any
 
 import dramatiq
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_broker.enqueue import enqueue_many, outbox_messages
@@ -64,6 +65,7 @@ class SchedulerService:
         self._running: set[asyncio.Task[Any]] = set()
         self._relay_lock = asyncio.Lock()
         self._relayed_at = -math.inf
+        self._queues_readable = True
         metrics.preinit_scheduler(source.name for source in self.sources)
 
     @property
@@ -239,7 +241,16 @@ class SchedulerService:
             pending, oldest = await outbox_uc.backlog(db)
         age = (self.clock.now() - oldest).total_seconds() if oldest else 0.0
         metrics.outbox_observed(pending, age)
-        stats = await asyncio.to_thread(queue_stats, self.broker)
+        try:
+            stats = await asyncio.to_thread(queue_stats, self.broker)
+        except (RedisError, OSError) as exc:
+            # Unknown depths are not exported as stale ones; /readyz says the broker is down.
+            metrics.queues_observed(None)
+            if self._queues_readable:
+                log.warning("queue_stats_unavailable", extra={"error": type(exc).__name__})
+            self._queues_readable = False
+            return
+        self._queues_readable = True
         metrics.queues_observed(
             (q["name"], q["depth"], q["delayed"], q["dead_letter"]) for q in stats
         )
