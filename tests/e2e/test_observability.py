@@ -21,7 +21,7 @@ from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.logs import json_objects, last_json_object
 from tests.kit.poll import poll_until
-from tests.kit.procs import Proc
+from tests.kit.procs import Proc, free_port
 from tests.kit.prometheus import (
     PrometheusServer,
     dashboard_expressions,
@@ -262,3 +262,25 @@ async def test_worker_log_lines_carry_the_message_and_batch_ids(watched: Watched
 
     (line, *_) = await poll_until(fanned_out, 30, "the run-now batch's fan-out logged")
     assert line["actor"] == "fire_schedule" and len(line["message_id"]) == 36
+
+
+async def test_an_api_of_several_processes_exports_their_sum(watched: Watched) -> None:
+    """`maintflow api --workers 2`: whichever process answers /metrics counts every process's
+    requests (prometheus-client's multiprocess mode, a fresh directory per start)."""
+    port = free_port()
+    api = watched.cluster.spawn(
+        "api-2", "api", ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    )
+    api.port = port
+    await api.wait_http("/readyz", 60)
+    headers = dict(watched.client.headers)
+    no_reuse = httpx.Limits(max_keepalive_connections=0)  # a new connection, any process
+    async with httpx.AsyncClient(base_url=api.url, headers=headers, limits=no_reuse) as client:
+        for _ in range(20):
+            assert (await client.get("/v1/flows")).status_code == 200
+        series = 'maintflow_api_http_requests_total{method="GET",route="/v1/flows",status="2xx"}'
+        for _ in range(5):  # any process may answer: each must see all 20
+            text = (await client.get("/metrics")).text
+            (line,) = [x for x in text.splitlines() if x.startswith(series)]
+            assert float(line.split()[-1]) == 20
+    assert watched.cluster.stop("api-2") == 0
