@@ -248,6 +248,7 @@ async def test_a_request_id_is_kept_or_made_returned_and_logged(watched: Watched
     by_id = {line["request_id"]: line for line in lines}
     assert by_id["ticket-4711"]["route"] == "/v1/batches"
     assert by_id[made_id]["route"] == "/v1/batches/{batch_id}"
+    assert by_id[made_id]["batch_id"] == watched.run_now_batch
     assert all(line["team_id"] == watched.team_id and line["status"] == 200 for line in lines)
 
 

@@ -34,7 +34,8 @@ def acceptable_request_id(value: str) -> bool:
 
 class RequestObserver:
     """Counts and times every request by its route template, logs one `http_request` line for
-    it, and binds its request id to every line logged while it is served."""
+    it (with the ids its path names: `schedule_id`, `batch_id`, …), and binds its request id to
+    every line logged while it is served."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -60,6 +61,10 @@ class RequestObserver:
                 route = getattr(scope.get("route"), "path", None) or UNMATCHED
                 metrics.http_request(route, scope["method"], status, seconds)
                 if scope["path"] not in QUIET_PATHS and log.isEnabledFor(logging.INFO):
+                    # The ids in the path (schedule_id, batch_id, …), known once routed.
+                    path_ids = {
+                        k: v for k, v in scope.get("path_params", {}).items() if k.endswith("_id")
+                    }
                     log.info(
                         "http_request",
                         extra={
@@ -67,6 +72,7 @@ class RequestObserver:
                             "route": route,
                             "status": status,
                             "duration_ms": round(seconds * 1000, 2),
+                            **path_ids,
                         },
                     )
 
