@@ -47,10 +47,11 @@ DAILY = "0 3 * * *"
 INSTANT = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 
 
-async def start_worker(bench: Bench, name: str = "worker") -> Proc:
-    """`maintflow worker --processes 1 --threads 8` on this run's database and namespace."""
+async def start_worker(bench: Bench, name: str = "worker", **settings: str) -> Proc:
+    """`maintflow worker --processes 1 --threads 8` on this run's database and namespace
+    (`settings`: MAINTFLOW_* variables to add)."""
     argv = [*maintflow_command(), "worker", "--processes", "1", "--threads", str(THREADS)]
-    proc = bench.spawn(name, argv)
+    proc = bench.spawn(name, argv, bench.env(**settings))
     await proc.wait_log("Worker process is ready for action", 90)
     return proc
 
@@ -169,9 +170,8 @@ async def drain_empty(bench: Bench, broker: dramatiq.Broker, n: int) -> dict[str
     return {"messages": n, "elapsed_s": elapsed, "messages_per_s": n / elapsed}
 
 
-async def measure(bench: Bench, targets: int, reps: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Interleaved reps of the baseline and the fan-out; the best of each (least disturbed by
-    whatever else the machine runs). Both workers are up for the whole measurement."""
+def relay_service(bench: Bench) -> tuple[dramatiq.Broker, SchedulerService]:
+    """A broker and a scheduler service of this run that `drive` relays fires with."""
     broker = build_broker(bench.settings)
     service = SchedulerService(
         bench.settings,
@@ -181,6 +181,13 @@ async def measure(bench: Bench, targets: int, reps: int) -> tuple[dict[str, Any]
         "bench-relay",
         store=open_store(bench.settings),
     )
+    return broker, service
+
+
+async def measure(bench: Bench, targets: int, reps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Interleaved reps of the baseline and the fan-out; the best of each (least disturbed by
+    whatever else the machine runs). Both workers are up for the whole measurement."""
+    broker, service = relay_service(bench)
     worker = empty = None
     try:
         worker = await start_worker(bench)

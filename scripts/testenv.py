@@ -156,75 +156,111 @@ def run_quiet(cmd: list[str], what: str, cwd: str) -> None:
         raise SetupError(f"{what} failed ({shlex.join(cmd)}):\n{proc.stdout}{proc.stderr}")
 
 
-def start_throwaway_pg(stack: contextlib.ExitStack) -> str:
-    bindir = pg_bindir()
-    if bindir is None:
-        raise SetupError(PG_HOWTO)
-    tmp = tempfile.mkdtemp(prefix="maintflow-pg-")
-    stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-    if os.geteuid() == 0:
-        try:
-            shutil.chown(tmp, "postgres", "postgres")
-        except (LookupError, OSError) as exc:
-            raise SetupError(
-                "running as root, but initdb refuses to run as root and there is no usable "
-                f"'postgres' user ({exc}). Create one (useradd --system postgres), run as a "
-                "normal user, or set MAINTFLOW_TEST_DATABASE_URL."
-            ) from exc
-    data, port = os.path.join(tmp, "data"), free_port()
-    initdb = [os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "-A", "trust"]
-    run_quiet(as_postgres_user([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"]), "initdb", tmp)
-    with open(os.path.join(data, "postgresql.conf"), "a") as conf:
-        conf.write(
-            f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{tmp}'\n"
-            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of its own (initdb + pg_ctl) in a temp dir on a free port, trust
+    auth, removed when `stack` closes. `stop()` and `start()` again keep its data and port (the
+    readiness tests stop and start it under running processes)."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise SetupError(PG_HOWTO)
+        self.tmp = tmp = tempfile.mkdtemp(prefix="maintflow-pg-")
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        if os.geteuid() == 0:
+            try:
+                shutil.chown(tmp, "postgres", "postgres")
+            except (LookupError, OSError) as exc:
+                raise SetupError(
+                    "running as root, but initdb refuses to run as root and there is no usable "
+                    f"'postgres' user ({exc}). Create one (useradd --system postgres), run as a "
+                    "normal user, or set MAINTFLOW_TEST_DATABASE_URL."
+                ) from exc
+        data, port = os.path.join(tmp, "data"), free_port()
+        initdb = [os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "-A", "trust"]
+        run_quiet(
+            as_postgres_user([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"]), "initdb", tmp
         )
-    pg_ctl = os.path.join(bindir, "pg_ctl")
-    stop = as_postgres_user([pg_ctl, "-D", data, "-m", "immediate", "-w", "stop"])
-    start = [pg_ctl, "-D", data, "-l", os.path.join(tmp, "postgres.log"), "-w", "-t", "60", "start"]
-    stack.callback(subprocess.run, stop, cwd=tmp, capture_output=True, check=False)
-    run_quiet(as_postgres_user(start), "pg_ctl start", tmp)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-    err = pg_error(url, timeout=10)
-    if err:
-        raise SetupError(f"throwaway PostgreSQL started but does not answer: {err}")
-    return url
+        with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+            conf.write(
+                f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{tmp}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "max_connections = 200\n"
+            )
+        self.pg_ctl, self.data = os.path.join(bindir, "pg_ctl"), data
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+        stack.callback(self.stop)
+        self.start()
+
+    def start(self) -> None:
+        log_file = os.path.join(self.tmp, "postgres.log")
+        start = [self.pg_ctl, "-D", self.data, "-l", log_file, "-w", "-t", "60", "start"]
+        run_quiet(as_postgres_user(start), "pg_ctl start", self.tmp)
+        err = pg_error(self.url, timeout=10)
+        if err:
+            raise SetupError(f"throwaway PostgreSQL started but does not answer: {err}")
+
+    def stop(self) -> None:
+        stop = as_postgres_user([self.pg_ctl, "-D", self.data, "-m", "immediate", "-w", "stop"])
+        subprocess.run(stop, cwd=self.tmp, capture_output=True, check=False)
+
+
+def start_throwaway_pg(stack: contextlib.ExitStack) -> str:
+    return ThrowawayPostgres(stack).url
+
+
+class ThrowawayRedis:
+    """A redis-server of its own on a free port (no persistence), stopped when `stack` closes;
+    `stop()` and `start()` again keep its port."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SetupError(REDIS_HOWTO)
+        self.exe = exe
+        self.tmp = tempfile.mkdtemp(prefix="maintflow-redis-")
+        stack.callback(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        stack.callback(self.stop)
+        self.start()
+
+    def start(self) -> None:
+        args = ["--save", "", "--appendonly", "no", "--port", str(self.port), "--bind", "127.0.0.1"]
+        with open(os.path.join(self.tmp, "redis.log"), "ab") as out:
+            # Own session: a terminal Ctrl-C must not kill it before pytest's teardown is done.
+            self.proc = subprocess.Popen(
+                [self.exe, *args, "--dir", self.tmp],
+                stdout=out,
+                stderr=out,
+                cwd=self.tmp,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 15
+        while (err := redis_error(self.url, timeout=1)) is not None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                with open(os.path.join(self.tmp, "redis.log")) as f:
+                    raise SetupError(f"throwaway redis-server did not come up: {err}\n{f.read()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        # The chaos test restarts the server it is given: the one listening now may be a
+        # daemon that this process did not start.
+        shutdown_redis(self.url)
 
 
 def start_throwaway_redis(stack: contextlib.ExitStack) -> str:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SetupError(REDIS_HOWTO)
-    tmp = tempfile.mkdtemp(prefix="maintflow-redis-")
-    stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-    port = free_port()
-    args = ["--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"]
-    with open(os.path.join(tmp, "redis.log"), "wb") as out:
-        # Own session: a terminal Ctrl-C must not kill it before pytest's teardown is done.
-        proc = subprocess.Popen([exe, *args, "--dir", tmp], stdout=out, stderr=out, cwd=tmp,
-                                start_new_session=True)  # fmt: skip
-
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        # The chaos test restarts the server it is given: the one listening now may be a
-        # daemon that this process did not start.
-        shutdown_redis(url)
-
-    stack.callback(stop)
-    deadline = time.monotonic() + 15
-    while (err := redis_error(url, timeout=1)) is not None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with open(os.path.join(tmp, "redis.log")) as f:
-                raise SetupError(f"throwaway redis-server did not come up: {err}\n{f.read()}")
-        time.sleep(0.05)
-    return url
+    return ThrowawayRedis(stack).url
 
 
 def forced_throwaway() -> bool:

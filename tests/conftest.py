@@ -115,7 +115,7 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL
 

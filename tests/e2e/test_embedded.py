@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit.dev import Dev, created, running_dev
+from tests.kit.dev import Dev, created, new_schedule, running_dev
 from tests.kit.logs import assert_no_job_failures
 from tests.kit.poll import poll_until_sync
 from tests.kit.procs import clean_environ, free_port, maintflow_command
@@ -41,21 +41,7 @@ def every_batch_ready(workdir: Path) -> bool:
 def test_the_embedded_mode_fires_schedules_and_keeps_its_data(tmp_path: Path) -> None:
     port = free_port()
     with running_dev(tmp_path, port) as dev:
-        steps = [{"id": "e", "type": "procedure_end", "title": "Done"}]
-        body = {"name": "Rotate certs", "flow_type": "maintenance", "steps": steps}
-        flow = created(dev.api.post("/v1/flows", json=body))
-        targets = [{"label": "web-1"}, {"label": "web-2"}]
-        tl = created(dev.api.post("/v1/target-lists", json={"name": "web", "targets": targets}))
-        schedule = created(
-            dev.api.post(
-                "/v1/maintenance-schedules",
-                json={
-                    "flow_id": flow["id"],
-                    "target_list_id": tl["id"],
-                    "cron_expression": "* * * * * */2",
-                },
-            )
-        )
+        schedule = new_schedule(dev, "Rotate certs", ["web-1", "web-2"], "* * * * * */2")
         what = "3 ready scheduled batches"
         poll_until_sync(
             lambda: ready_batches(tmp_path) >= 3, 30, what, every=0.25, detail=dev.proc.tail

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.settings import Settings
@@ -28,7 +29,7 @@ from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.logs import assert_no_job_failures, last_json_object
 from tests.kit.poll import poll_until
-from tests.kit.procs import Proc
+from tests.kit.procs import Proc, group_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -347,16 +348,29 @@ async def test_a_worker_sigkilled_mid_fanout_is_recovered_by_the_others(running:
     print(f"\nbatch complete {time.monotonic() - killed_at:.1f} s after the SIGKILL")
 
 
+def kubernetes_worker_grace_s() -> int:
+    """The worker pods' terminationGracePeriodSeconds (deploy/k8s): the SIGKILL comes after it."""
+    manifest = Path(__file__).resolve().parents[2] / "deploy/k8s/base/worker.yaml"
+    (deployment, *_) = yaml.safe_load_all(manifest.read_text())
+    return int(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+
+
 async def test_a_group_sigterm_stops_a_worker_gracefully_mid_fanout(running: Running) -> None:
+    """As a container runtime stops a pod: SIGTERM to every process of the worker (its Dramatiq
+    main process, the worker processes, the ops port's process), mid-fan-out. It exits 0 within
+    the pod's grace period and nothing of the batch is lost."""
     r = running
     labels = [f"t-{i:04d}" for i in range(4000)]
     batch_id = await run_now_under_way(r, "Group stop", labels)
     worker = r.cluster["worker"]
+    group = worker.pids()
+    assert len(group) >= 3, group  # main, one worker process, the ops port
     worker.signal(signal.SIGTERM, group=True)  # what kill -TERM -PGID or systemd does
-    code = await asyncio.to_thread(worker.popen.wait, 60)
+    code = await asyncio.to_thread(worker.popen.wait, kubernetes_worker_grace_s())
     log = worker.log_text()
     assert code == 0, log[-3000:]
     assert "Killing worker process" not in log
+    assert group_pids(worker.pid) == [], "a process of the worker outlived it"
     await r.cluster.start_worker("worker")
     batch = await complete_batch(r, batch_id, len(labels), timeout=30)
     assert len({s["target_label"] for s in batch["sessions"]}) == len(labels)

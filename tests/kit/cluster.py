@@ -86,8 +86,7 @@ def cluster_env(
         env["MAINTFLOW_REDIS_URL"] = redis_url
     if namespace is not None:
         env["MAINTFLOW_BROKER_NAMESPACE"] = namespace
-    if json_logs:
-        env["MAINTFLOW_LOG_FORMAT"] = "json"
+    env["MAINTFLOW_LOG_FORMAT"] = "json" if json_logs else "text"
     env.update({f"MAINTFLOW_{name.upper()}": str(value) for name, value in settings.items()})
     return env
 
@@ -162,9 +161,14 @@ class Cluster:
         return proc
 
     async def start_scheduler(self, name: str, timeout: float = 30.0) -> Proc:
-        """`maintflow scheduler`; ready when it holds a connection to the database (it has run
-        its first lease attempt, leader or standby)."""
-        proc = self.spawn(name, "scheduler", ["scheduler"])
+        """`maintflow scheduler` with its ops port on a free port (`proc.url`); ready when it
+        holds a connection to the database (it has run its first lease attempt, leader or
+        standby)."""
+        port = free_port()
+        proc = self.spawn(
+            name, "scheduler", ["scheduler"], {"MAINTFLOW_SCHEDULER_OPS_PORT": str(port)}
+        )
+        proc.port = port
 
         def connected() -> bool:
             proc.check_alive()
@@ -176,13 +180,17 @@ class Cluster:
     async def start_worker(
         self, name: str, processes: int = 1, threads: int = 4, timeout: float = 30.0
     ) -> Proc:
-        """`maintflow worker --processes N --threads M`; ready when every worker process has
-        logged Dramatiq's "ready for action"."""
+        """`maintflow worker --processes N --threads M` with its ops port on a free port
+        (`proc.url`); ready when every worker process has logged Dramatiq's "ready for
+        action"."""
+        port = free_port()
         proc = self.spawn(
             name,
             "worker",
             ["worker", "--processes", str(processes), "--threads", str(threads)],
+            {"MAINTFLOW_WORKER_OPS_PORT": str(port)},
         )
+        proc.port = port
         await proc.wait_log("Worker process is ready for action", timeout, count=processes)
         return proc
 

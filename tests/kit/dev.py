@@ -68,3 +68,18 @@ def created(r: httpx.Response) -> dict[str, Any]:
     """The JSON of a 201 Created answer (asserted)."""
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+def new_schedule(dev: Dev, name: str, labels: list[str], cron: str) -> dict[str, Any]:
+    """A flow, a target list of `labels` and a schedule of them on `cron`, created over HTTP."""
+    steps = [{"id": "e", "type": "procedure_end", "title": "Done"}]
+    body = {"name": name, "flow_type": "maintenance", "steps": steps}
+    flow = created(dev.api.post("/v1/flows", json=body))
+    targets = [{"label": label} for label in labels]
+    tl = created(dev.api.post("/v1/target-lists", json={"name": name, "targets": targets}))
+    return created(
+        dev.api.post(
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "target_list_id": tl["id"], "cron_expression": cron},
+        )
+    )

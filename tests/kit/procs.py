@@ -51,9 +51,16 @@ def free_port() -> int:
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any MAINTFLOW_* variable (a developer's shell must not
-    leak into a run), unbuffered Python output, then `extra`."""
+    leak into a run), unbuffered Python output, ops ports on a port the system picks (on
+    127.0.0.1: processes started side by side must not compete for the shipped default ports;
+    `Cluster` gives its schedulers and workers a known one), then `extra`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("MAINTFLOW_")}
-    return {**base, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    ops = {
+        "MAINTFLOW_OPS_HOST": "127.0.0.1",
+        "MAINTFLOW_SCHEDULER_OPS_PORT": "0",
+        "MAINTFLOW_WORKER_OPS_PORT": "0",
+    }
+    return {**base, "PYTHONUNBUFFERED": "1", **ops, **(extra or {})}
 
 
 def group_pids(pgid: int) -> list[int]:

@@ -45,8 +45,37 @@ class Settings(BaseSettings):
         "as they are returned. Requests beyond pool + overflow wait for a connection.",
     )
     log_level: str = Field("INFO", description="Python log level.")
-    log_format: Literal["text", "json"] = Field(
-        "text", description="`json` for one JSON object per line (distributed deployments)."
+    log_format: Literal["text", "json"] | None = Field(
+        None,
+        description="`json`: one JSON object per line; `text`: readable lines. Unset: `json` "
+        "for `maintflow api`, `scheduler`, `worker`, `migrate` and `admin`, `text` for "
+        "`maintflow dev`.",
+    )
+    metrics_enabled: bool = Field(
+        True,
+        description="Record Prometheus metrics (`/metrics` of every process). `false` skips every "
+        "observation (the benchmark's baseline); `/metrics` then serves only what is not "
+        "observed per event.",
+    )
+    ops_host: str = Field(
+        "0.0.0.0",
+        description="Address the scheduler's and the workers' ops ports listen on.",
+    )
+    scheduler_ops_port: int = Field(
+        8001,
+        description="Port of `maintflow scheduler`'s /metrics, /healthz and /readyz (one per "
+        "replica).",
+    )
+    worker_ops_port: int = Field(
+        8002,
+        description="Port of `maintflow worker`'s /metrics (the sum over its processes), "
+        "/healthz and /readyz.",
+    )
+    worker_metrics_dir: str | None = Field(
+        None,
+        description="Directory where a worker's processes write their metrics "
+        "(prometheus-client's multiprocess mode), emptied when `maintflow worker` starts. "
+        "Unset: a new temporary directory per start.",
     )
 
     min_schedule_interval_s: float = Field(

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
-from maintflow_api import errors
+from maintflow_api import errors, observe
 from maintflow_api.deps import AppState
 from maintflow_api.limits import BodySizeLimit
 from maintflow_api.query import known_query_only
@@ -24,6 +24,7 @@ from maintflow_api.routes import (
     users,
 )
 from maintflow_broker.brokers import new_broker
+from maintflow_core import metrics
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.db.store import Store, open_store
@@ -64,11 +65,13 @@ def create_app(
     store: Store | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    metric_roles: tuple[str, ...] = ("api",),
 ) -> FastAPI:
     """The API. `store`: the one the process chose (default: the settings' database's).
     `on_startup`/`on_shutdown` let the embedded mode run its scheduler and workers inside the
-    same lifespan."""
+    same lifespan, and export every role's metrics (`metric_roles`)."""
     chosen = store or open_store(settings)
+    metrics.configure(settings.metrics_enabled)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,6 +83,7 @@ def create_app(
         )
         # GET requests only read: the store may spare them their BEGIN/ROLLBACK round trips.
         state.open_read_db = chosen.read_sessionmaker(engine)
+        state.metric_roles = metric_roles
         if settings.redis_url:
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)
@@ -110,4 +114,5 @@ def create_app(
     for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    observe.install(app)
     return app

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from maintflow_api.ratelimit import RequestLimits
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
+from maintflow_core.logging import add_log_field
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.auth import authenticate
 from maintflow_core.usecases.pagination import MAX_LIMIT
@@ -33,6 +34,9 @@ class AppState:
     # For GET requests, which only read; None: use `open_db` (see Store.read_sessionmaker).
     open_read_db: async_sessionmaker[AsyncSession] | None = None
     limits: RequestLimits | None = None
+    # Whose metrics /metrics exports (maintflow_core.metrics.ROLE_PREFIXES): the API's, or every
+    # role's in the embedded mode.
+    metric_roles: tuple[str, ...] = ("api",)
 
 
 def _state_of(request: Request) -> AppState:
@@ -70,6 +74,7 @@ async def current_principal(
     principal = await authenticate(db, credentials.credentials)
     if principal is None:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    add_log_field("team_id", str(principal.team_id))
     return principal
 
 

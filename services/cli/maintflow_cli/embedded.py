@@ -12,6 +12,7 @@ import uvicorn
 
 from maintflow_api.app import create_app
 from maintflow_api.deps import AppState
+from maintflow_core import metrics
 from maintflow_core.clock import SystemClock
 from maintflow_core.db import migrate
 from maintflow_core.db.store import open_store
@@ -45,7 +46,7 @@ async def _demo_token(state: AppState) -> str:
 
 def run_dev(settings: Settings, host: str, port: int) -> int:
     settings = settings.model_copy(update={"redis_url": None})
-    configure_logging(settings)
+    configure_logging(settings, default_format="text")
     migrate.upgrade(settings.database_url)
     clock = SystemClock()
     store = open_store(settings)
@@ -88,7 +89,14 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         if worker is not None:
             await asyncio.to_thread(worker.stop)
 
-    app = create_app(settings, clock, store=store, on_startup=on_startup, on_shutdown=on_shutdown)
+    app = create_app(
+        settings,
+        clock,
+        store=store,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        metric_roles=metrics.ROLES,
+    )
     Path(EMBEDDED_DIR).mkdir(exist_ok=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from maintflow_core.settings import Settings
 
@@ -36,6 +39,22 @@ def _exit_cleanly_after_graceful_stop() -> None:
         signal.signal(sig, exit_zero)
 
 
+def _fresh_metrics_dir(configured: str | None, role: str) -> str:
+    """The directory a role's processes write their metrics to (prometheus-client's
+    multiprocess mode), empty: files left by an earlier run would add its counts to this one's.
+    Set in the environment before any process imports prometheus_client, which reads it then
+    (Dramatiq's Prometheus middleware reads `dramatiq_prom_db`)."""
+    if configured:
+        path = Path(configured)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix=f"maintflow-{role}-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ["dramatiq_prom_db"] = str(path)
+    return str(path)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -44,6 +63,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings)
     _exit_cleanly_after_graceful_stop()
+    if args.workers > 1:
+        # One /metrics for all of them: whichever process answers sums every process's files.
+        _fresh_metrics_dir(None, "api")
     uvicorn.run(
         "maintflow_api.main:app_from_env",
         factory=True,
@@ -51,6 +73,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        # Our logging, not uvicorn's own configuration: its lines go out in the same format,
+        # and the API logs one `http_request` line per request itself (with its request id).
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=20,
         timeout_keep_alive=settings.api_keep_alive_s,
     )
@@ -74,6 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     threads = args.threads or settings.worker_threads
     # Each worker process reads its settings again; its connection pools follow its threads.
     os.environ["MAINTFLOW_WORKER_THREADS"] = str(threads)
+    _fresh_metrics_dir(settings.worker_metrics_dir, "worker")
     argv = [
         sys.executable,
         "-m",
@@ -102,6 +129,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         migrate.upgrade(settings.database_url, args.revision)
         print(f"database at {args.revision}")
     return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when GET <path> answers 200 on one of the ports (the image's HEALTHCHECK: one
+    image, whichever role it runs — the API's port, the scheduler's or the worker's ops port)."""
+    import urllib.request
+
+    settings = _settings()
+    ports = args.port or [8000, settings.scheduler_ops_port, settings.worker_ops_port]
+    for port in ports:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}{args.path}", timeout=args.timeout
+            ) as resp:
+                if resp.status == 200:
+                    return 0
+        except OSError:
+            continue
+    print(f"no 200 from {args.path} on port(s) {', '.join(map(str, ports))}", file=sys.stderr)
+    return 1
 
 
 def cmd_create_team(args: argparse.Namespace) -> int:
@@ -134,6 +181,16 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--processes", type=int, default=None)
     worker.add_argument("--threads", type=int, default=None)
     worker.set_defaults(func=cmd_worker)
+
+    check = sub.add_parser(
+        "healthcheck", help="probe this container's API or ops port (exit 0 when it answers)"
+    )
+    check.add_argument(
+        "--port", type=int, action="append", help="port to try (repeatable; default: all roles')"
+    )
+    check.add_argument("--path", default="/readyz", choices=["/healthz", "/readyz"])
+    check.add_argument("--timeout", type=float, default=3.0)
+    check.set_defaults(func=cmd_healthcheck)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", default="head")

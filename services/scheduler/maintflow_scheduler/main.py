@@ -7,10 +7,13 @@ import asyncio
 import signal
 
 from maintflow_broker.brokers import new_broker
+from maintflow_broker.health import readiness
+from maintflow_core import metrics
 from maintflow_core.clock import SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
 from maintflow_core.db.store import open_store
 from maintflow_core.logging import configure_logging
+from maintflow_core.opsserver import OpsServer
 from maintflow_core.settings import Settings
 from maintflow_scheduler.service import SchedulerService
 
@@ -44,6 +47,11 @@ async def serve(settings: Settings) -> None:
     service = SchedulerService(
         settings, create_sessionmaker(engine), SystemClock(), broker, store=open_store(settings)
     )
+    # Ready whether or not this replica leads: a standby is what a failover needs.
+    ops = OpsServer(
+        settings.ops_host, settings.scheduler_ops_port, lambda: readiness(settings), ["scheduler"]
+    )
+    ops.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -51,6 +59,7 @@ async def serve(settings: Settings) -> None:
     try:
         await service.run_forever(stop)
     finally:
+        ops.stop()
         await engine.dispose()
         broker.close()
 
@@ -58,4 +67,5 @@ async def serve(settings: Settings) -> None:
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging(settings)
+    metrics.configure(settings.metrics_enabled)
     asyncio.run(serve(settings))

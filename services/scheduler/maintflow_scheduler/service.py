@@ -18,11 +18,12 @@ from typing import Any
 
 import dramatiq
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_broker.enqueue import enqueue_many, outbox_messages
-from maintflow_broker.queues import oldest_queued_at, requeue_from_dead_workers
-from maintflow_core import due
+from maintflow_broker.queues import oldest_queued_at, queue_stats, requeue_from_dead_workers
+from maintflow_core import due, metrics
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
 from maintflow_core.settings import Settings
@@ -33,6 +34,7 @@ log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50  # per source and tick; what is left is claimed by the next tick
 RELAY_PAGE = 500  # outbox rows published per transaction
 MAX_RELAY_PAGES = 50  # per relay; what is left is published by the next one
+OBSERVE_INTERVAL_S = 2.0  # queue depths and outbox backlog, for /metrics (leader only)
 STOP_GRACE_S = 10.0  # a claim pass waits for a lock at most a renew interval (lock_timeout)
 
 
@@ -63,6 +65,8 @@ class SchedulerService:
         self._running: set[asyncio.Task[Any]] = set()
         self._relay_lock = asyncio.Lock()
         self._relayed_at = -math.inf
+        self._queues_readable = True
+        metrics.preinit_scheduler(source.name for source in self.sources)
 
     @property
     def is_leader(self) -> bool:
@@ -89,7 +93,11 @@ class SchedulerService:
             )
         elif was and not self.leadership:
             log.warning("leadership_lost", extra={"holder": self.holder_id, "epoch": was.epoch})
+        self._export_leadership()
         return self.is_leader
+
+    def _export_leadership(self) -> None:
+        metrics.leadership(self.is_leader, self.leadership.epoch if self.leadership else None)
 
     async def tick(self) -> due.ClaimResult:
         """Claim everything due now from each due-work source in turn, in bounded passes of one
@@ -104,6 +112,7 @@ class SchedulerService:
         total = due.ClaimResult()
         if not self.is_leader:
             return total
+        started = time.perf_counter()
         self._claiming = True
         try:
             unrelayed: int | None = 0
@@ -111,6 +120,14 @@ class SchedulerService:
                 result = due.ClaimResult()
                 unrelayed = await self._claim(source, result, unrelayed or 0)
                 total.add(result)
+                metrics.claim_observed(
+                    source.name,
+                    result.claimed,
+                    len(result.fired),
+                    result.duplicates,
+                    result.missed,
+                    result.lag_seconds,
+                )
                 if unrelayed is None:
                     return total
                 if result.fired or result.missed:
@@ -119,6 +136,7 @@ class SchedulerService:
             self._claiming = False
         if total.fired or self._relay_due():
             await self.relay()
+        metrics.tick_observed(time.perf_counter() - started)
         return total
 
     async def _claim(
@@ -135,6 +153,7 @@ class SchedulerService:
                 if not await lease_uc.fence(db, self.leadership, now):
                     log.warning("fenced_out", extra={"holder": self.holder_id})
                     self.leadership = None
+                    self._export_leadership()
                     return None
                 passed = await source.claim(db, now, limit)
             result.add(passed)
@@ -182,6 +201,7 @@ class SchedulerService:
                 sent += n
                 if n < RELAY_PAGE:
                     break
+            metrics.relayed(sent)
             return sent
 
     async def reconcile(self) -> int:
@@ -199,6 +219,7 @@ class SchedulerService:
             await outbox_uc.purge_dispatched(db, self.clock.now() - timedelta(hours=1))
         if ids:
             log.warning("batches_redriven", extra={"count": len(ids)})
+            metrics.redriven(len(ids))
             await self.relay()
         return len(ids)
 
@@ -206,6 +227,33 @@ class SchedulerService:
         """Requeue what dead worker processes had fetched (see `requeue_from_dead_workers`)."""
         if self.is_leader:
             await asyncio.to_thread(requeue_from_dead_workers, self.broker)
+
+    async def observe(self) -> None:
+        """Export what is exported once, by the leader: queue depths read from Redis and the
+        outbox backlog. A standby exports no queue series and an empty outbox, so sums and
+        maxima over replicas are the leader's figures."""
+        self._export_leadership()
+        if not self.is_leader or not metrics.enabled():
+            metrics.queues_observed(None)
+            metrics.outbox_observed(None, 0)
+            return
+        async with self.open_db() as db:
+            pending, oldest = await outbox_uc.backlog(db)
+        age = (self.clock.now() - oldest).total_seconds() if oldest else 0.0
+        metrics.outbox_observed(pending, age)
+        try:
+            stats = await asyncio.to_thread(queue_stats, self.broker)
+        except (RedisError, OSError) as exc:
+            # Unknown depths are not exported as stale ones; /readyz says the broker is down.
+            metrics.queues_observed(None)
+            if self._queues_readable:
+                log.warning("queue_stats_unavailable", extra={"error": type(exc).__name__})
+            self._queues_readable = False
+            return
+        self._queues_readable = True
+        metrics.queues_observed(
+            (q["name"], q["depth"], q["delayed"], q["dead_letter"]) for q in stats
+        )
 
     async def _guarded(self, name: str, job: Any) -> None:
         task = asyncio.current_task()
@@ -231,6 +279,7 @@ class SchedulerService:
             ("relay", self.relay_if_due, s.relay_interval_s),
             ("reconcile", self.reconcile, s.reconcile_interval_s),
             ("sweep", self.sweep_broker, s.broker_sweep_interval_s),
+            ("observe", self.observe, OBSERVE_INTERVAL_S),
         ):
             scheduler.add_job(self._guarded, "interval", args=(name, job), seconds=every, id=name)
         scheduler.start()

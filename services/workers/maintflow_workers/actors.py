@@ -11,6 +11,7 @@ from typing import Any
 import dramatiq
 
 from maintflow_broker.enqueue import enqueue_many
+from maintflow_core import metrics
 from maintflow_core.queues import FIRE_BATCH, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout
@@ -52,7 +53,8 @@ async def create_session(batch_id: str, label: str, notes: str | None = None) ->
     ctx = context.current()
     bid = uuid.UUID(batch_id)
     async with ctx.statements() as statements:
-        await statements.create_session(bid, label, notes, ctx.clock.now())
+        if await statements.create_session(bid, label, notes, ctx.clock.now()):
+            metrics.sessions_created()
         # After the commit, so it sees the other workers' committed counts too. Also when the
         # session already existed: a retry after a crash between insert and mark_ready must
         # still complete the batch.
@@ -62,13 +64,18 @@ async def create_session(batch_id: str, label: str, notes: str | None = None) ->
 
 
 async def _mark_ready(ctx: context.WorkerContext, batch_id: uuid.UUID) -> None:
+    now = ctx.clock.now()
     async with ctx.transaction() as db:
-        await fanout.mark_ready(db, ctx.store, batch_id, ctx.clock.now())
+        created_at = await fanout.mark_ready(db, ctx.store, batch_id, now)
+    if created_at is not None:
+        metrics.batch_ready((now - created_at).total_seconds())
+        metrics.notification_written(fanout.READY_EVENT)
 
 
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     """Register the actors on `broker` (and make it the global broker actors send through)."""
     dramatiq.set_broker(broker)
+    metrics.preinit_workers([fanout.READY_EVENT])
     options: dict[str, Any] = {
         "broker": broker,
         "max_retries": settings.actor_max_retries,

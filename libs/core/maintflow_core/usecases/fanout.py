@@ -75,8 +75,11 @@ async def resolve_batch(db: AsyncSession, batch_id: uuid.UUID, now: datetime) ->
     return Resolved(batch.id, batch.target_count, ready, missing)
 
 
-async def mark_ready(db: AsyncSession, store: Store, batch_id: uuid.UUID, now: datetime) -> bool:
-    """Set ready_at once and write the one "run ready" notification. True if this call did it."""
+async def mark_ready(
+    db: AsyncSession, store: Store, batch_id: uuid.UUID, now: datetime
+) -> datetime | None:
+    """Set ready_at once and write the one "run ready" notification. If this call did it, the
+    batch's creation time (its fan-out took `now` minus that), else None."""
     name_of_flow = sa.select(Flow.name).where(Flow.id == Batch.flow_id).scalar_subquery()
     row = (
         await db.execute(
@@ -89,11 +92,12 @@ async def mark_ready(db: AsyncSession, store: Store, batch_id: uuid.UUID, now: d
                 Batch.target_count,
                 Batch.target_list_id,
                 name_of_flow.label("flow_name"),
+                Batch.created_at,
             )
         )
     ).one_or_none()
     if row is None:
-        return False
+        return None
     flow_name = row.flow_name or "(deleted)"
     n = row.target_count
     message = f"Maintenance run ready: {flow_name} — {n} session{'s' if n != 1 else ''} created"
@@ -118,4 +122,5 @@ async def mark_ready(db: AsyncSession, store: Store, batch_id: uuid.UUID, now: d
         },
         key=("batch_id", "event"),
     )
-    return True
+    created_at: datetime = row.created_at
+    return created_at

@@ -47,6 +47,21 @@ async def pending_count(db: AsyncSession) -> int:
     )
 
 
+async def backlog(db: AsyncSession) -> tuple[int, datetime | None]:
+    """Rows waiting for the relay, and the creation time of the oldest (ids grow with time, so
+    it is the smallest pending id's: one probe of the pending index). (0, None) when none."""
+    count = await pending_count(db)
+    if not count:
+        return 0, None
+    oldest = await db.scalar(
+        sa.select(Outbox.created_at)
+        .where(Outbox.dispatched_at.is_(None))
+        .order_by(Outbox.id)
+        .limit(1)
+    )
+    return count, oldest
+
+
 # Messages are created a little after the drive they belong to (the relay runs every
 # `relay_interval_s`; fire_schedule enqueues after its commit). A batch counts as fully delivered
 # only if it was driven at least this long before the oldest message still queued.

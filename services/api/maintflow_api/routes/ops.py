@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import asyncio
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from maintflow_api.deps import DB, State, Viewer
 from maintflow_api.responses import AUTHED, errors, serialized
+from maintflow_broker.health import readiness
 from maintflow_broker.queues import queue_stats
 from maintflow_core import due
+from maintflow_core.opsserver import exposition
 from maintflow_core.schemas.ops import Health, QueueStats, Readiness, SchedulerStatus
 from maintflow_core.usecases import lease
 
@@ -19,6 +21,11 @@ router = APIRouter(tags=["operations"])
 @router.get("/healthz", response_model=Health, operation_id="ops_health", summary="Process up")
 async def healthz() -> Health:
     return Health(status="ok")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(state: State) -> Response:
+    return Response(exposition(state.metric_roles), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
@@ -34,29 +41,8 @@ async def healthz() -> Health:
     summary="Database and broker reachable",
 )
 async def readyz(state: State) -> Response:
-    checks: dict[str, str] = {}
-    try:
-        async with state.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unreachable: {type(exc).__name__}"
-    if state.settings.redis_url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(state.settings.redis_url, socket_timeout=2)
-        try:
-            await client.ping()
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
-        finally:
-            await client.aclose()
-    else:
-        checks["broker"] = "ok (in-memory)"
-    ok = all(v.startswith("ok") for v in checks.values())
-    readiness = Readiness(status="ok" if ok else "unavailable", **checks)
-    return serialized(readiness, 200 if ok else 503)
+    status, body = await readiness(state.settings, state.engine)
+    return serialized(Readiness(**body), status)
 
 
 @router.get(
