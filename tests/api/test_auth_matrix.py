@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from maintflow_core.models import Notification
 from tests.conftest import TeamCtx, new_flow, new_target_list
+from tests.kit.seed import ready_notification
 
 ADMIN_ONLY = {("POST", "/v1/users"), ("GET", "/v1/users"), ("DELETE", "/v1/users/{user_id}")}
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
@@ -47,19 +47,7 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
     eng = await t.req(
         "POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"}
     )
-    note_id = uuid.uuid4()
-    async with t.sessions() as db, db.begin():
-        db.add(
-            Notification(
-                id=note_id,
-                team_id=t.team_id,
-                event="batch.ready",
-                title="t",
-                message="m",
-                batch_id=uuid.UUID(batch["batch_id"]),
-                created_at=t.clock.now(),
-            )
-        )
+    note_id = await ready_notification(t, uuid.UUID(batch["batch_id"]))
     return {
         "notification_id": str(note_id),
         "flow_id": flow["id"],

@@ -11,7 +11,9 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from maintflow_core.models import Notification
+from maintflow_core.db.store import PortableStore
+from maintflow_core.settings import Settings
+from maintflow_core.usecases.events import Event, raise_event
 
 STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
@@ -89,10 +91,30 @@ class OneOfEach:
         }
 
 
+async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
+    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
+    batch will do: tests that need a notification to read, mark or stream). Its id."""
+    async with t.sessions() as db, db.begin():
+        note = await raise_event(
+            db,
+            PortableStore(Settings()),
+            t.clock.now(),
+            t.team_id,
+            Event.BATCH_READY,
+            {"batch_id": str(batch_id), "sessions": sessions},
+            batch_id,
+            title="Maintenance run ready",
+            message=f"{sessions} sessions created",
+            batch_id=batch_id,
+        )
+    assert note is not None, f"batch {batch_id} already had its batch.ready"
+    return note.id
+
+
 async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
     """A maintenance flow, a target list of `targets`, a batch launched from both (with its
     sessions), a schedule of the flow on the list, a viewer, and a "batch.ready" notification
-    of the batch (written directly: only the workers make notifications)."""
+    of the batch (raised directly: only the workers raise it for a fired batch)."""
     flow = await new_flow(t)
     tl = await new_target_list(t, targets)
     batch = await created(
@@ -106,19 +128,7 @@ async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
     viewer = await created(
         t, "/v1/users", {"email": f"{uuid.uuid4().hex[:6]}@example.com", "role": "viewer"}
     )
-    note_id = uuid.uuid4()
-    async with t.sessions() as db, db.begin():
-        db.add(
-            Notification(
-                id=note_id,
-                team_id=t.team_id,
-                event="batch.ready",
-                title="Maintenance run ready",
-                message=f"{targets} sessions created",
-                batch_id=uuid.UUID(str(batch["batch_id"])),
-                created_at=t.clock.now(),
-            )
-        )
+    note_id = await ready_notification(t, uuid.UUID(str(batch["batch_id"])), targets)
     return OneOfEach(
         flow_id=str(flow["id"]),
         list_id=str(tl["id"]),

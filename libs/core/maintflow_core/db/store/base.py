@@ -90,5 +90,12 @@ class Store(ABC):
     @abstractmethod
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        """Insert a row unless one with the same `key` (a unique constraint) exists."""
+    ) -> bool:
+        """Insert a row unless one with the same `key` (a unique constraint) exists. True if
+        this call inserted it."""
+
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        """Wake the live streams of `team_id` — on every API process — once the caller's
+        transaction commits (never before, never if it rolls back). Only a wake-up: streams
+        read the notifications from the table, so a lost announcement delays, never loses."""
+        return None

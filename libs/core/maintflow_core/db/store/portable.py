@@ -80,10 +80,11 @@ class PortableStore(Store):
 
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        await db.execute(
+    ) -> bool:
+        result = await db.execute(
             _on_conflict_insert(db, table).values(values).on_conflict_do_nothing(index_elements=key)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 class _PortableStatements:

@@ -30,6 +30,9 @@ WORKER_SERVER_SETTINGS = {"synchronous_commit": "off"}
 
 _INSTANT = sa.DateTime(timezone=True)
 
+# LISTEN/NOTIFY channel of new notifications; the payload is the team's id.
+NOTIFICATIONS_CHANNEL = "maintflow_notifications"
+
 # (column, element type, JSON?): a fire's batch row, and its outbox row.
 _BATCH: tuple[tuple[str, Any, bool], ...] = (
     ("id", sa.Uuid, False),
@@ -243,9 +246,16 @@ class PostgresStore(Store):
 
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        await db.execute(
+    ) -> bool:
+        result = await db.execute(
             postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=key)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        # NOTIFY is transactional: delivered to the listeners on commit, dropped on rollback.
+        await db.execute(
+            sa.select(sa.func.pg_notify(NOTIFICATIONS_CHANNEL, str(team_id))),
         )
 
 
