@@ -48,7 +48,18 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
         "POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"}
     )
     note_id = await ready_notification(t, uuid.UUID(batch["batch_id"]))
+    w = await t.req(
+        "POST",
+        "/v1/maintenance-windows",
+        json={
+            "title": "Switch upgrade",
+            "start_at": "2030-01-01T00:00:00Z",
+            "end_at": "2030-01-01T01:00:00Z",
+        },
+    )
+    assert w.status_code == 201, w.text
     return {
+        "window_id": w.json()["id"],
         "notification_id": str(note_id),
         "flow_id": flow["id"],
         "list_id": tl["id"],
@@ -78,6 +89,7 @@ async def test_every_route_needs_a_token(team: TeamCtx) -> None:
             "schedule_id",
             "user_id",
             "notification_id",
+            "window_id",
         )
     }
     routes = await _routes(team.client)
@@ -114,6 +126,8 @@ def _snapshot_tables() -> list[str]:
         "maintenance_schedules",
         "users",
         "notifications",
+        "maintenance_windows",
+        "maintenance_window_updates",
     ]
 
 
@@ -157,6 +171,8 @@ async def test_another_teams_ids_are_answered_as_missing(
         ("PUT", f"/v1/target-lists/{ids['list_id']}", {"name": "n", "targets": [{"label": "x"}]}),
         ("PATCH", f"/v1/maintenance-schedules/{ids['schedule_id']}", {"misfire_policy": "skip"}),
         ("POST", f"/v1/maintenance-schedules/{ids['schedule_id']}/pause", {"reason": "x"}),
+        ("PATCH", f"/v1/maintenance-windows/{ids['window_id']}", {"title": "stolen"}),
+        ("POST", f"/v1/maintenance-windows/{ids['window_id']}/updates", {"message": "x"}),
     ]
     for method, url, body in probes:
         r = await other_team.req(method, url, json=body)
@@ -168,6 +184,7 @@ async def test_another_teams_ids_are_answered_as_missing(
         "/v1/sessions",
         "/v1/batches",
         "/v1/maintenance-schedules",
+        "/v1/maintenance-windows",
     ]
     for url in lists:
         assert (await other_team.req("GET", url)).json()["items"] == [], url

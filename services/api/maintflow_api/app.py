@@ -19,6 +19,7 @@ from maintflow_api.routes import (
     sessions,
     target_lists,
     users,
+    windows,
 )
 from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import Clock, SystemClock
@@ -75,7 +76,7 @@ def create_app(
         dependencies=[Depends(known_query_only)],
     )
     errors.install(app)
-    for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
+    for module in (users, flows, target_lists, sessions, schedules, windows, notifications, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
