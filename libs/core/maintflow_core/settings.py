@@ -119,6 +119,16 @@ class Settings(BaseSettings):
         description="How long the API keeps an idle HTTP connection open. Above a load "
         "balancer's idle timeout (often 60 s), so the balancer, not the API, closes first.",
     )
+    sse_max_streams: int = Field(
+        1000,
+        description="Live notification streams (`GET /v1/notifications/stream`) one API process "
+        "keeps open at once; a connection beyond it is answered 503 with Retry-After.",
+    )
+    sse_poll_s: float = Field(
+        5,
+        description="How often an API process reads its open streams' teams' notifications "
+        "even when nothing announced any (a safety net: announcements wake streams at once).",
+    )
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")
