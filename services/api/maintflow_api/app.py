@@ -19,6 +19,7 @@ from maintflow_api.routes import (
     sessions,
     target_lists,
     users,
+    webhooks,
 )
 from maintflow_api.streams import StreamHub
 from maintflow_broker.brokers import new_broker
@@ -84,7 +85,7 @@ def create_app(
         dependencies=[Depends(known_query_only)],
     )
     errors.install(app)
-    for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
+    for module in (users, flows, target_lists, sessions, schedules, notifications, webhooks, ops):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

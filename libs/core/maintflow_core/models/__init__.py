@@ -7,6 +7,7 @@ from maintflow_core.models.schedules import MaintenanceSchedule, SchedulerLease
 from maintflow_core.models.sessions import Session
 from maintflow_core.models.targets import TargetList
 from maintflow_core.models.teams import ApiToken, Team, User
+from maintflow_core.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "ApiToken",
@@ -22,4 +23,7 @@ __all__ = [
     "TargetList",
     "Team",
     "User",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]
