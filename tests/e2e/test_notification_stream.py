@@ -3,7 +3,8 @@ scheduler and a worker on PostgreSQL and Redis, every setting at its shipped def
 smallest schedule interval. A notification committed by the worker (a run-now's batch.ready)
 reaches a client of the team on each API process; one committed by a session PATCH on one API
 process reaches the client on the other; another team's client receives nothing; a client that
-disconnected resumes with Last-Event-ID without loss or repetition; no token is 401."""
+disconnected resumes with Last-Event-ID without loss or repetition; no token is 401. And the
+same through `maintflow dev` (SQLite, workers in the API's process)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +21,9 @@ import pytest
 from tests.conftest import REDIS_URL
 from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
+from tests.kit.dev import created, running_dev
 from tests.kit.logs import assert_no_job_failures, last_json_object
-from tests.kit.procs import Proc
+from tests.kit.procs import Proc, free_port
 from tests.kit.sse import StreamReader, stream_status
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +194,47 @@ async def test_a_stream_is_refused_without_a_valid_token_and_a_viewer_may_read(
     assert viewer.status_code == 201, viewer.text
     async with StreamReader(api.url, viewer.json()["token"]) as reader:
         assert reader.received == []
+
+
+async def test_the_embedded_mode_streams_its_workers_and_its_requests_notifications(
+    tmp_path: Path,
+) -> None:
+    """`maintflow dev`: the run-now's batch.ready is committed by a worker thread of the same
+    process, the batch.completed by a PATCH; both reach the stream."""
+    with running_dev(tmp_path, free_port()) as dev:
+        api = dev.api
+        flow = created(
+            api.post(
+                "/v1/flows", json={"name": "Rotate", "flow_type": "maintenance", "steps": STEPS}
+            )
+        )
+        hosts = created(
+            api.post("/v1/target-lists", json={"name": "h", "targets": [{"label": "h-1"}]})
+        )
+        schedule = created(
+            api.post(
+                "/v1/maintenance-schedules",
+                json={
+                    "flow_id": flow["id"],
+                    "target_list_id": hosts["id"],
+                    "cron_expression": "0 3 * * *",
+                },
+            )
+        )
+        base = str(api.base_url).rstrip("/")
+        async with StreamReader(base, dev.token) as reader:
+            run = api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
+            assert run.status_code == 202, run.text
+            (ready,) = await reader.wait_for(1, DEADLINE_S, "batch.ready from the worker")
+            assert ready.event == "batch.ready"
+            batch = api.get(f"/v1/batches/{run.json()['batch_id']}").json()
+            (session,) = batch["sessions"]
+            for status in ("in_progress", "completed"):
+                assert api.patch(
+                    f"/v1/sessions/{session['id']}", json={"status": status}
+                ).is_success
+            await reader.wait_for(2, DEADLINE_S, "batch.completed from the PATCH")
+            assert [e.event for e in reader.received] == ["batch.ready", "batch.completed"]
+            assert reader.data()[1]["data"]["status_counts"]["completed"] == 1
+    assert dev.exit_code == 0
+    assert_no_job_failures(dev.proc.log_text(), "maintflow dev")

@@ -32,6 +32,8 @@ async def list_notifications(
 
 # Seconds a client turned away (too many streams open) is asked to wait before trying again.
 STREAM_RETRY_AFTER_S = 5
+# A comment line this often keeps idle connections (and proxies) from timing out.
+STREAM_KEEPALIVE_S = 15
 # A client that takes longer than this to accept one message (or keep-alive) is dropped.
 STREAM_SEND_TIMEOUT_S = 30
 
@@ -77,6 +79,7 @@ async def stream(
         ) from None
     return EventSourceResponse(
         _messages(opened),
+        ping=STREAM_KEEPALIVE_S,
         send_timeout=STREAM_SEND_TIMEOUT_S,
         # Closes the stream even if its generator never ran (the client left at once).
         background=BackgroundTask(opened.close),
