@@ -10,7 +10,9 @@ from typing import Any
 
 FANOUT_QUEUE = "fanout"
 SESSIONS_QUEUE = "sessions"
-QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE)
+# Webhook deliveries wait on other systems: a queue of their own, so they never delay a fan-out.
+WEBHOOKS_QUEUE = "webhooks"
+QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE, WEBHOOKS_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -37,4 +39,7 @@ class OutboxKind:
 # stored say "fire_schedule": the name stays).
 FIRE_BATCH = OutboxKind("fire_schedule", FANOUT_QUEUE, ("batch_id",))
 
-KINDS: dict[str, OutboxKind] = {kind.name: kind for kind in (FIRE_BATCH,)}
+# One attempt of a webhook delivery (the delivery row says which attempt, and whether any is due).
+DELIVER_WEBHOOK = OutboxKind("deliver_webhook", WEBHOOKS_QUEUE, ("delivery_id",))
+
+KINDS: dict[str, OutboxKind] = {kind.name: kind for kind in (FIRE_BATCH, DELIVER_WEBHOOK)}

@@ -119,9 +119,54 @@ class Settings(BaseSettings):
         description="How long the API keeps an idle HTTP connection open. Above a load "
         "balancer's idle timeout (often 60 s), so the balancer, not the API, closes first.",
     )
+    sse_max_streams: int = Field(
+        1000,
+        description="Live notification streams (`GET /v1/notifications/stream`) one API process "
+        "keeps open at once; a connection beyond it is answered 503 with Retry-After.",
+    )
+    sse_poll_s: float = Field(
+        5,
+        description="How often an API process reads its open streams' teams' notifications "
+        "even when nothing announced any (a safety net: announcements wake streams at once).",
+    )
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")
+
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let webhooks reach loopback, private, link-local, metadata and other "
+        "non-global addresses (a receiver on the same machine or network). Off: such URLs are "
+        "refused at registration (422) and at delivery.",
+    )
+    webhook_timeout_s: float = Field(
+        10,
+        description="Longest one webhook delivery attempt may take, connection included; "
+        "a slower receiver's attempt fails with a timeout.",
+    )
+    webhook_max_attempts: int = Field(
+        12,
+        description="Attempts of one webhook delivery before it is marked failed (at the "
+        "shipped backoff, its retries span 1.7 to 3.4 hours).",
+    )
+    webhook_backoff_base_s: float = Field(
+        10,
+        description="Delay before a webhook delivery's second attempt; it doubles for each "
+        "further attempt, up to `MAINTFLOW_WEBHOOK_BACKOFF_MAX_S`, with random jitter "
+        "(between half and all of it).",
+    )
+    webhook_backoff_max_s: float = Field(3600, description="Longest delay between two attempts.")
+    webhook_max_pending: int = Field(
+        1000,
+        description="Deliveries of one webhook that may wait for a retry at once. Beyond it, a "
+        "new delivery to that webhook is recorded as failed without an attempt, so a receiver "
+        "that is down for a day costs bounded work.",
+    )
+    webhook_concurrency: int = Field(
+        64,
+        description="Webhook requests in flight at once per worker process. They run beside "
+        "the worker threads, so slow receivers never hold a thread another queue needs.",
+    )
 
     @property
     def is_sqlite(self) -> bool:

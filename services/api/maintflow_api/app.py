@@ -19,8 +19,10 @@ from maintflow_api.routes import (
     sessions,
     target_lists,
     users,
+    webhooks,
     windows,
 )
+from maintflow_api.streams import StreamHub
 from maintflow_broker.brokers import new_broker
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_engine, create_sessionmaker
@@ -56,12 +58,20 @@ def create_app(
         if settings.redis_url:
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)
+        state.streams = StreamHub(
+            state.open_read_db or state.open_db,
+            chosen,
+            settings.sse_max_streams,
+            settings.sse_poll_s,
+        )
+        await state.streams.start()
         app.state.maintflow = state
         if on_startup:
             await on_startup(state)
         try:
             yield
         finally:
+            await state.streams.stop()
             if on_shutdown:
                 await on_shutdown(state)
             if settings.redis_url and state.broker is not None:
@@ -76,7 +86,17 @@ def create_app(
         dependencies=[Depends(known_query_only)],
     )
     errors.install(app)
-    for module in (users, flows, target_lists, sessions, schedules, windows, notifications, ops):
+    for module in (
+        users,
+        flows,
+        target_lists,
+        sessions,
+        schedules,
+        windows,
+        notifications,
+        webhooks,
+        ops,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from maintflow_api.streams import StreamHub
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
 from maintflow_core.settings import Settings
@@ -31,6 +32,8 @@ class AppState:
     broker: dramatiq.Broker | None = None
     # For GET requests, which only read; None: use `open_db` (see Store.read_sessionmaker).
     open_read_db: async_sessionmaker[AsyncSession] | None = None
+    # The live notification streams of this process (started with the app).
+    streams: StreamHub | None = None
 
 
 def _state_of(request: Request) -> AppState:

@@ -11,9 +11,9 @@ from typing import Any
 import dramatiq
 
 from maintflow_broker.enqueue import enqueue_many
-from maintflow_core.queues import FIRE_BATCH, SESSIONS_QUEUE
+from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
-from maintflow_core.usecases import fanout
+from maintflow_core.usecases import fanout, webhook_delivery
 from maintflow_workers import context
 
 log = logging.getLogger("maintflow.workers")
@@ -66,6 +66,47 @@ async def _mark_ready(ctx: context.WorkerContext, batch_id: uuid.UUID) -> None:
         await fanout.mark_ready(db, ctx.store, batch_id, ctx.clock.now())
 
 
+async def deliver_webhook(delivery_id: str) -> None:
+    """Claim the delivery's next attempt and start sending it beside the worker threads (see
+    maintflow_workers.webhooks); its outcome is recorded when the request ends. Nothing to
+    claim (a duplicate message, a finished delivery): nothing to do. No room for another
+    request in this process: the delivery is put back for the leader to enqueue again."""
+    ctx = context.current()
+    sender = ctx.webhooks
+    did = uuid.UUID(delivery_id)
+    if not sender.reserve():
+        async with ctx.transaction() as db:
+            await webhook_delivery.postpone(db, did, ctx.clock.now())
+        return
+    try:
+        async with ctx.transaction() as db:
+            claimed = await webhook_delivery.claim(db, did, ctx.clock.now(), sender.policy)
+    except BaseException:
+        sender.release()
+        raise
+    if claimed is None:
+        sender.release()
+        return
+
+    async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
+        async with ctx.transaction() as db:
+            status = await webhook_delivery.record(
+                db, claimed, outcome, ctx.clock.now(), sender.policy
+            )
+        log.info(
+            "webhook_attempted",
+            extra={
+                "delivery_id": delivery_id,
+                "attempt": claimed.attempt,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "delivery_status": status,
+            },
+        )
+
+    sender.start(claimed, record)
+
+
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     """Register the actors on `broker` (and make it the global broker actors send through)."""
     dramatiq.set_broker(broker)
@@ -77,5 +118,6 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     for name, queue, fn in (
         (FIRE_BATCH.name, FIRE_BATCH.queue, fire_schedule),
         (CREATE_SESSION, SESSIONS_QUEUE, create_session),
+        (DELIVER_WEBHOOK.name, DELIVER_WEBHOOK.queue, deliver_webhook),
     ):
         dramatiq.actor(actor_name=name, queue_name=queue, **options)(fn)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maintflow_core.db.store import Store
 from maintflow_core.due.base import ClaimResult, DueSource
 from maintflow_core.due.schedules import MaintenanceSchedules
+from maintflow_core.due.webhooks import WebhookDeliveries
 from maintflow_core.due.windows import WindowTransitions
 from maintflow_core.settings import Settings
 
@@ -19,7 +20,11 @@ __all__ = ["ClaimResult", "DueSource", "backlog", "sources"]
 
 
 def sources(store: Store, settings: Settings) -> list[DueSource]:
-    return [MaintenanceSchedules(store, settings), WindowTransitions(store, settings)]
+    return [
+        MaintenanceSchedules(store, settings),
+        WebhookDeliveries(store, settings),
+        WindowTransitions(store, settings),
+    ]
 
 
 async def backlog(db: AsyncSession, sources: list[DueSource], now: datetime) -> int:

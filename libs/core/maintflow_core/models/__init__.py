@@ -8,6 +8,7 @@ from maintflow_core.models.sessions import Session
 from maintflow_core.models.system_jobs import SystemJob, SystemJobRun
 from maintflow_core.models.targets import TargetList
 from maintflow_core.models.teams import ApiToken, Team, User
+from maintflow_core.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from maintflow_core.models.windows import MaintenanceWindow, WindowUpdate
 
 __all__ = [
@@ -27,5 +28,8 @@ __all__ = [
     "TargetList",
     "Team",
     "User",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WindowUpdate",
 ]

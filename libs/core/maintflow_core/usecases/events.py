@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.db.store import Store
 from maintflow_core.models import Notification, Team
+from maintflow_core.usecases.webhook_delivery import offer_to_webhooks
 
 
 class Event(enum.StrEnum):
@@ -93,6 +94,5 @@ async def raise_event(
         return None
     note = Notification(**values)
     await store.announce_notification(db, team_id)
-    # Webhooks (issue 11, webhooks part): offer the event to the team's subscribed webhooks
-    # here, in this same transaction, e.g. `await offer_to_webhooks(db, note)`.
+    await offer_to_webhooks(db, note)
     return note

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.db.store import Store
 from maintflow_core.models import Batch, Flow, Session, TargetList
+from maintflow_core.usecases.completion import complete_if_done
 from maintflow_core.usecases.events import Event, raise_event
 
 
@@ -114,4 +115,6 @@ async def mark_ready(db: AsyncSession, store: Store, batch_id: uuid.UUID, now: d
         message=message,
         batch_id=batch_id,
     )
+    # Its sessions may all be final already (worked while the fan-out ran; or there are none).
+    await complete_if_done(db, store, now, batch_id)
     return True

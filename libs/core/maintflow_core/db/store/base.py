@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.records import Advance, Fire
 from maintflow_core.settings import Settings
+
+# Told that a team has new notifications (None: any team may have; announcements were missed).
+# May be called from any thread.
+Wake = Callable[[uuid.UUID | None], None]
 
 
 class SessionStatements(Protocol):
@@ -94,8 +98,14 @@ class Store(ABC):
         """Insert a row unless one with the same `key` (a unique constraint) exists. True if
         this call inserted it."""
 
+    @abstractmethod
     async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
         """Wake the live streams of `team_id` — on every API process — once the caller's
         transaction commits (never before, never if it rolls back). Only a wake-up: streams
         read the notifications from the table, so a lost announcement delays, never loses."""
-        return None
+
+    @abstractmethod
+    def notification_wakeups(self, wake: Wake) -> AbstractAsyncContextManager[None]:
+        """While open, call `wake(team_id)` for each notification announced (see
+        `announce_notification`) by every process this store's database can hear from, and
+        `wake(None)` whenever some may have been missed."""

@@ -4,18 +4,20 @@ statements; the fan-out's per-target statements share one SQLAlchemy transaction
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from maintflow_core.db.session import create_engine
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store, Wake
 from maintflow_core.models import Batch, BatchProgress, MaintenanceSchedule, Outbox, Session
 from maintflow_core.records import Advance, Fire, progress_shard, session_rows
 
@@ -24,6 +26,50 @@ def _on_conflict_insert(db: AsyncSession | AsyncConnection, table: Any) -> Any:
     """An INSERT that can take ON CONFLICT: SQLAlchemy spells it per dialect."""
     name = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+class _LocalAnnouncements:
+    """Announcements within this process (the embedded mode runs the API and the workers in
+    one): the teams a transaction raised events for, told to every listener on its commit. A
+    SQLite file has no way to tell other processes; their streams find new rows by polling."""
+
+    KEY = "maintflow.announce"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Wake] = []
+        sa.event.listen(OrmSession, "after_commit", self._committed)
+        sa.event.listen(OrmSession, "after_rollback", self._rolled_back)
+
+    def pending(self, db: AsyncSession) -> set[uuid.UUID]:
+        teams: set[uuid.UUID] = db.info.setdefault(self.KEY, set())
+        return teams
+
+    def _committed(self, session: OrmSession) -> None:
+        teams = session.info.pop(self.KEY, None)
+        if not teams:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for wake in listeners:
+            for team_id in teams:
+                wake(team_id)
+
+    def _rolled_back(self, session: OrmSession) -> None:
+        session.info.pop(self.KEY, None)
+
+    @asynccontextmanager
+    async def listening(self, wake: Wake) -> AsyncIterator[None]:
+        with self._lock:
+            self._listeners.append(wake)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners.remove(wake)
+
+
+_local = _LocalAnnouncements()
 
 
 class PortableStore(Store):
@@ -85,6 +131,12 @@ class PortableStore(Store):
             _on_conflict_insert(db, table).values(values).on_conflict_do_nothing(index_elements=key)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        _local.pending(db).add(team_id)
+
+    def notification_wakeups(self, wake: Wake) -> AbstractAsyncContextManager[None]:
+        return _local.listening(wake)
 
 
 class _PortableStatements:

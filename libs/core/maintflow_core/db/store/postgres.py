@@ -4,7 +4,10 @@ statements are asyncpg prepared statements on autocommitted connections of the w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.db.session import create_engine, create_sessionmaker
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store, Wake
 from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shard
 
 # Everything a worker writes can be derived again from the batch's snapshot: a PostgreSQL crash
@@ -32,6 +35,12 @@ _INSTANT = sa.DateTime(timezone=True)
 
 # LISTEN/NOTIFY channel of new notifications; the payload is the team's id.
 NOTIFICATIONS_CHANNEL = "maintflow_notifications"
+# The listening connection is checked this often (a dead TCP peer raises nothing on its own),
+# and reopened this long after it was lost.
+_LISTEN_CHECK_S = 10.0
+_LISTEN_RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 # (column, element type, JSON?): a fire's batch row, and its outbox row.
 _BATCH: tuple[tuple[str, Any, bool], ...] = (
@@ -257,6 +266,49 @@ class PostgresStore(Store):
         await db.execute(
             sa.select(sa.func.pg_notify(NOTIFICATIONS_CHANNEL, str(team_id))),
         )
+
+    @asynccontextmanager
+    async def notification_wakeups(self, wake: Wake) -> AsyncIterator[None]:
+        """One LISTEN connection of its own (not from a pool: it holds session state), reopened
+        whenever it is lost; each reopening wakes every stream (`wake(None)`), which then reads
+        whatever was committed while nobody listened."""
+        task = asyncio.create_task(self._listen(wake), name="maintflow-notification-listener")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, wake: Wake) -> None:
+        dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+
+        def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                wake(uuid.UUID(payload))
+            except ValueError:
+                wake(None)
+
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn.render_as_string(hide_password=False), timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(NOTIFICATIONS_CHANNEL, heard)
+                wake(None)  # anything committed before this LISTEN
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), _LISTEN_CHECK_S)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=_LISTEN_CHECK_S)
+                log.warning("notification listener: connection lost; reopening")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notification listener: %s; reopening", exc)
+            finally:
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(_LISTEN_RETRY_S)
 
 
 async def _keep_session_state(conn: asyncpg.Connection) -> None:

@@ -5,7 +5,7 @@ due ones only) and an update history; system jobs and their runs are the deploym
 housekeeping, seeded with the two retention jobs.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-06 15:18:02.177473
 """
 
@@ -21,7 +21,7 @@ from maintflow_core import cron
 from maintflow_core.clock import SystemClock
 
 revision: str = "0007"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
