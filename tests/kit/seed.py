@@ -9,11 +9,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.db.store import PortableStore
+from maintflow_core.models import SystemJob
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.usecases.system_jobs import builtin_rows
 
 STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
@@ -138,3 +141,11 @@ async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
         user_id=str(viewer["id"]),
         notification_id=str(note_id),
     )
+
+
+async def builtin_system_jobs(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    """The built-in system jobs as the migration seeds them, due at their next instant after
+    `now` (in place of those the database had, if any: tests empty tables, or set the clock)."""
+    async with sessions() as db, db.begin():
+        await db.execute(sa.delete(SystemJob))
+        await db.execute(sa.insert(SystemJob), builtin_rows(now))

@@ -114,6 +114,26 @@ class Settings(BaseSettings):
         "runs; the leader's sweep is what bounds recovery.",
     )
 
+    retention_days: int = Field(
+        90,
+        ge=1,
+        description="retention_cleanup deletes finished batches (with their sessions), read "
+        "notifications, webhook deliveries and relayed outbox rows older than this many days.",
+    )
+    retention_chunk_rows: int = Field(
+        1000,
+        ge=1,
+        description="retention_cleanup deletes in chunks of about this many rows, each chunk "
+        "its own short transaction (a batch's sessions always go in one chunk with it).",
+    )
+    system_job_time_limit_s: float = Field(
+        3600,
+        gt=0,
+        description="Time limit of one system job run: a run still `running` this long after "
+        "a worker took it up (or after it was started, if none did) lost its worker and is "
+        "marked failed.",
+    )
+
     api_keep_alive_s: int = Field(
         75,
         description="How long the API keeps an idle HTTP connection open. Above a load "

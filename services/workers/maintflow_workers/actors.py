@@ -11,9 +11,9 @@ from typing import Any
 import dramatiq
 
 from maintflow_broker.enqueue import enqueue_many
-from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, SESSIONS_QUEUE
+from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, RUN_SYSTEM_JOB, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
-from maintflow_core.usecases import fanout, webhook_delivery
+from maintflow_core.usecases import fanout, system_jobs, webhook_delivery
 from maintflow_workers import context
 
 log = logging.getLogger("maintflow.workers")
@@ -107,6 +107,15 @@ async def deliver_webhook(delivery_id: str) -> None:
     sender.start(claimed, record)
 
 
+async def run_system_job(run_id: str) -> None:
+    """Execute a system job's run once: a redelivered message whose run a worker already took
+    up does nothing (if that worker died, the leader marks the run failed at its deadline)."""
+    ctx = context.current()
+    await system_jobs.execute_run(
+        ctx.transaction, ctx.store, ctx.clock, ctx.settings, uuid.UUID(run_id)
+    )
+
+
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     """Register the actors on `broker` (and make it the global broker actors send through)."""
     dramatiq.set_broker(broker)
@@ -121,3 +130,10 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
         (DELIVER_WEBHOOK.name, DELIVER_WEBHOOK.queue, deliver_webhook),
     ):
         dramatiq.actor(actor_name=name, queue_name=queue, **options)(fn)
+    # A run may take long (retention on a large database); its own limit is also its deadline.
+    limit = int(settings.system_job_time_limit_s * 1000)
+    dramatiq.actor(
+        actor_name=RUN_SYSTEM_JOB.name,
+        queue_name=RUN_SYSTEM_JOB.queue,
+        **{**options, "time_limit": limit},
+    )(run_system_job)

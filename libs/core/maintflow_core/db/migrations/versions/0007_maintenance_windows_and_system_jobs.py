@@ -9,7 +9,6 @@ Revises: 0005
 Create Date: 2026-12-06 15:18:02.177473
 """
 
-import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -17,8 +16,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import maintflow_core.db.base
-from maintflow_core import cron
 from maintflow_core.clock import SystemClock
+from maintflow_core.usecases.system_jobs import builtin_rows
 
 revision: str = "0007"
 down_revision: str | None = "0005"
@@ -241,52 +240,25 @@ def downgrade() -> None:
     op.drop_table("system_jobs")
 
 
-NIGHTLY_CRON = "0 3 * * *"
-
-
 def _seed_system_jobs() -> None:
     """The built-in jobs: the nightly retention cleanup (visible, 03:00 UTC) and its manual twin
     (hidden, no schedule)."""
-    now = SystemClock().now()
-    nightly_next = cron.next_fire(cron.parse(NIGHTLY_CRON, "UTC"), now)
     jobs = sa.table(
         "system_jobs",
-        sa.column("id", sa.Uuid()),
-        sa.column("key", sa.String()),
-        sa.column("job_type", sa.String()),
-        sa.column("schedule_cron", sa.String()),
-        sa.column("timezone", sa.String()),
-        sa.column("enabled", sa.Boolean()),
-        sa.column("visible_in_ui", sa.Boolean()),
-        sa.column("next_run_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
-        sa.column("created_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
-        sa.column("updated_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
+        *(
+            sa.column(name, type_)
+            for name, type_ in (
+                ("id", sa.Uuid()),
+                ("key", sa.String()),
+                ("job_type", sa.String()),
+                ("schedule_cron", sa.String()),
+                ("timezone", sa.String()),
+                ("enabled", sa.Boolean()),
+                ("visible_in_ui", sa.Boolean()),
+                ("next_run_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
+                ("created_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
+                ("updated_at", maintflow_core.db.base.UTCDateTime(timezone=True)),
+            )
+        ),
     )
-    common = {
-        "job_type": "retention_cleanup",
-        "timezone": "UTC",
-        "enabled": True,
-        "created_at": now,
-        "updated_at": now,
-    }
-    op.bulk_insert(
-        jobs,
-        [
-            {
-                "id": uuid.uuid4(),
-                "key": "retention_cleanup_nightly",
-                "schedule_cron": NIGHTLY_CRON,
-                "visible_in_ui": True,
-                "next_run_at": nightly_next,
-                **common,
-            },
-            {
-                "id": uuid.uuid4(),
-                "key": "retention_cleanup_manual",
-                "schedule_cron": None,
-                "visible_in_ui": False,
-                "next_run_at": None,
-                **common,
-            },
-        ],
-    )
+    op.bulk_insert(jobs, builtin_rows(SystemClock().now()))
