@@ -6,8 +6,6 @@ relayed), for two teams, in chunks smaller than what there is to delete."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +25,7 @@ from maintflow_core.models import (
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.retention import retention_cleanup
 from tests.conftest import TeamCtx
-from tests.integration.helpers import new_schedule
+from tests.integration.helpers import new_schedule, transactions
 from tests.kit.seed import new_flow
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -138,15 +136,6 @@ class Seeder:
 async def existing(sessions: Sessions, model: Any, ids: list[uuid.UUID]) -> set[uuid.UUID]:
     async with sessions() as db:
         return set((await db.scalars(sa.select(model.id).where(model.id.in_(ids)))).all())
-
-
-def transactions(sessions: Sessions) -> Any:
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[AsyncSession]:
-        async with sessions() as db, db.begin():
-            yield db
-
-    return transaction
 
 
 async def test_retention_removes_exactly_what_is_old_and_finished(

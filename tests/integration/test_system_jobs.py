@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +20,7 @@ from maintflow_core.models import Notification, Outbox, SystemJob, SystemJobRun
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import system_jobs
 from tests.conftest import TeamCtx
-from tests.integration.helpers import scheduler
+from tests.integration.helpers import scheduler, transactions
 from tests.kit.seed import builtin_system_jobs
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -32,15 +30,6 @@ MANUAL = "retention_cleanup_manual"
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def transactions(sessions: Sessions) -> system_jobs.Transaction:
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[AsyncSession]:
-        async with sessions() as db, db.begin():
-            yield db
-
-    return transaction
 
 
 async def execute(
