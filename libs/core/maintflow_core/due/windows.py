@@ -2,12 +2,12 @@
 next_transition_at (its start while scheduled, its end while in progress) has come. A claim
 locks the due windows, plans the moves each makes at `now` (pure: a window whose whole span
 passed while nothing ran both starts and completes, in that order) and writes them through
-`usecases.windows.move` — status, history entry and event — in the claim transaction. The
+`usecases.windows.write_entries` — statuses, history entries and events — in the claim
+transaction. The
 effects are all in the database: no outbox row, no worker."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,7 +17,14 @@ from maintflow_core.db.store import Store
 from maintflow_core.due.base import ClaimResult
 from maintflow_core.models import MaintenanceWindow
 from maintflow_core.settings import Settings
-from maintflow_core.usecases.windows import AUTOMATIC_MESSAGES, move
+from maintflow_core.usecases.windows import (
+    AUTOMATIC_MESSAGES,
+    STATE_COLUMNS,
+    Entry,
+    WindowState,
+    plan_entry,
+    write_entries,
+)
 
 W = MaintenanceWindow
 
@@ -39,19 +46,18 @@ def plan_moves(status: str, start_at: datetime, end_at: datetime, now: datetime)
     return moves
 
 
-async def lock_due(db: AsyncSession, now: datetime, limit: int) -> Sequence[MaintenanceWindow]:
+async def lock_due(db: AsyncSession, now: datetime, limit: int) -> list[WindowState]:
     """Up to `limit` due windows, the most overdue first, locked until the caller's commit;
     windows another transaction holds (a leader overlapping this one, a user editing one) are
     skipped and left for the next tick."""
-    return (
-        await db.scalars(
-            sa.select(W)
-            .where(is_due(now))
-            .order_by(W.next_transition_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    rows = await db.execute(
+        sa.select(*STATE_COLUMNS)
+        .where(is_due(now))
+        .order_by(W.next_transition_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=W)
+    )
+    return [WindowState(*row) for row in rows]
 
 
 class WindowTransitions:
@@ -68,17 +74,20 @@ class WindowTransitions:
     async def claim(self, db: AsyncSession, now: datetime, limit: int) -> ClaimResult:
         due = await lock_due(db, now, limit)
         result = ClaimResult(claimed=len(due))
+        entries: list[Entry] = []
+        after: list[WindowState] = []
         for window in due:
             for status in plan_moves(window.status, window.start_at, window.end_at, now):
+                entry, window = plan_entry(window, status, AUTOMATIC_MESSAGES[status], None)
+                entries.append(entry)
                 instant = window.start_at if status == "in_progress" else window.end_at
-                entry = await move(
-                    db, self.store, now, window, status, AUTOMATIC_MESSAGES[status], author_id=None
-                )
-                result.fired.append(entry.id)
                 lag = (now - instant).total_seconds()
                 result.lag_seconds.append(lag)
                 # Late beyond the grace: it happened while nothing ran (always caught up).
                 result.missed += lag > self.grace.total_seconds()
+            after.append(window)
+        rows = await write_entries(db, self.store, now, entries, after)
+        result.fired = [row["id"] for row in rows]
         return result
 
     async def backlog(self, db: AsyncSession, now: datetime) -> int:

@@ -6,8 +6,9 @@ under the window's row lock."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,6 +127,126 @@ async def update_window(
     return window
 
 
+class WindowState(NamedTuple):
+    """What a status change reads and writes of a window."""
+
+    id: uuid.UUID
+    team_id: uuid.UUID
+    title: str
+    start_at: datetime
+    end_at: datetime
+    targets: list[Any]
+    status: str
+    updates_count: int
+
+
+STATE_COLUMNS = tuple(getattr(W, name) for name in WindowState._fields)
+
+
+def state_of(window: MaintenanceWindow) -> WindowState:
+    return WindowState(*(getattr(window, name) for name in WindowState._fields))
+
+
+class Entry(NamedTuple):
+    """One entry to append to a window's history (`window`: the window before it)."""
+
+    window: WindowState
+    new_status: str | None
+    message: str
+    author_id: uuid.UUID | None
+
+
+def plan_entry(
+    window: WindowState, new_status: str | None, message: str, author_id: uuid.UUID | None
+) -> tuple[Entry, WindowState]:
+    """Pure: the entry, and the window after it; IllegalTransition (409) when the state machine
+    forbids the move."""
+    if new_status is not None and new_status not in TRANSITIONS.get(window.status, frozenset()):
+        raise IllegalTransition(f"a {window.status} window cannot move to {new_status}")
+    after = window._replace(
+        status=new_status or window.status, updates_count=window.updates_count + 1
+    )
+    return Entry(window, new_status, message, author_id), after
+
+
+def _entry_row(entry: Entry, now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "window_id": entry.window.id,
+        "team_id": entry.window.team_id,
+        "seq": entry.window.updates_count + 1,
+        "author_id": entry.author_id,
+        "automatic": entry.author_id is None,
+        "message": entry.message,
+        "old_status": entry.window.status if entry.new_status else None,
+        "new_status": entry.new_status,
+        "created_at": now,
+    }
+
+
+async def write_entries(
+    db: AsyncSession,
+    store: Store,
+    now: datetime,
+    entries: Sequence[Entry],
+    windows: Sequence[WindowState],
+) -> list[dict[str, Any]]:
+    """Write `entries` (planned by `plan_entry`, in order) and the `windows` as they end up, in
+    the caller's transaction, whose locks on those windows' rows it relies on; then raise each
+    status's event. Every status change of a window, by a user or by the scheduler, comes
+    here. A statement per kind of row, whatever the number of windows."""
+    rows = [_entry_row(entry, now) for entry in entries]
+    if not rows:
+        return rows
+    await db.execute(sa.insert(WindowUpdate), rows)
+    await db.execute(
+        sa.update(W),
+        [
+            {
+                "id": w.id,
+                "status": w.status,
+                "next_transition_at": next_transition(w.status, w.start_at, w.end_at),
+                "updates_count": w.updates_count,
+                "updated_at": now,
+            }
+            for w in windows
+        ],
+    )
+    # Events last (they lock each team's counter row until commit), teams in id order: the
+    # lock order of every raiser of many events.
+    moved = [(entry, row) for entry, row in zip(entries, rows, strict=True) if entry.new_status]
+    for entry, row in sorted(moved, key=lambda pair: pair[0].window.team_id):
+        event = EVENTS.get(row["new_status"])
+        if event is not None:
+            await _raise(db, store, now, event, entry, row)
+    return rows
+
+
+async def _raise(
+    db: AsyncSession, store: Store, now: datetime, event: Event, entry: Entry, row: dict[str, Any]
+) -> None:
+    w = entry.window
+    await raise_event(
+        db,
+        store,
+        now,
+        w.team_id,
+        event,
+        {
+            "window_id": str(w.id),
+            "title": w.title,
+            "status": row["new_status"],
+            "start_at": w.start_at.isoformat(),
+            "end_at": w.end_at.isoformat(),
+            "targets": w.targets,
+            "automatic": row["automatic"],
+        },
+        w.id,
+        title=f"{w.title}: {'started' if event == Event.WINDOW_STARTED else 'completed'}",
+        message=row["message"],
+    )
+
+
 async def move(
     db: AsyncSession,
     store: Store,
@@ -134,59 +255,14 @@ async def move(
     new_status: str | None,
     message: str,
     *,
-    author_id: uuid.UUID | None,
-) -> WindowUpdate:
-    """Append an entry to the window's history and, with `new_status`, move it there (409 when
-    the state machine forbids it), raising the status's event. The window's row must be locked
-    by the caller's transaction; `author_id` None is the scheduler."""
-    old_status = window.status
-    if new_status is not None:
-        if new_status not in TRANSITIONS.get(old_status, frozenset()):
-            raise IllegalTransition(f"a {old_status} window cannot move to {new_status}")
-        window.status = new_status
-        window.next_transition_at = next_transition(new_status, window.start_at, window.end_at)
-        window.updated_at = now
-    window.updates_count += 1
-    entry = WindowUpdate(
-        id=uuid.uuid4(),
-        window_id=window.id,
-        team_id=window.team_id,
-        seq=window.updates_count,
-        author_id=author_id,
-        automatic=author_id is None,
-        message=message,
-        old_status=old_status if new_status else None,
-        new_status=new_status,
-        created_at=now,
-    )
-    db.add(entry)
-    await db.flush()
-    event = EVENTS.get(new_status or "")
-    if event is not None:
-        await raise_event(
-            db,
-            store,
-            now,
-            window.team_id,
-            event,
-            _event_data(window, entry),
-            window.id,
-            title=f"{window.title}: {'started' if new_status == 'in_progress' else 'completed'}",
-            message=message,
-        )
-    return entry
-
-
-def _event_data(window: MaintenanceWindow, entry: WindowUpdate) -> dict[str, Any]:
-    return {
-        "window_id": str(window.id),
-        "title": window.title,
-        "status": window.status,
-        "start_at": window.start_at.isoformat(),
-        "end_at": window.end_at.isoformat(),
-        "targets": window.targets,
-        "automatic": entry.automatic,
-    }
+    author_id: uuid.UUID,
+) -> dict[str, Any]:
+    """A user's entry on `window` (locked by the caller), moving it to `new_status` if given.
+    Returns the entry; `window` is read again."""
+    entry, after = plan_entry(state_of(window), new_status, message, author_id)
+    (row,) = await write_entries(db, store, now, [entry], [after])
+    await db.refresh(window)
+    return row
 
 
 async def post_update(
@@ -197,7 +273,7 @@ async def post_update(
     author_id: uuid.UUID,
     window_id: uuid.UUID,
     data: WindowPost,
-) -> WindowUpdate:
+) -> dict[str, Any]:
     window = await get_window(db, team_id, window_id, for_update=True)
     return await move(db, store, now, window, data.status_change, data.message, author_id=author_id)
 
