@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import fanout, launch, memory, reads, storm, tick, windows
+from bench import fanout, launch, memory, reads, retention, storm, tick, windows
 from bench.common import (
     ROOT,
     SERVER_URL,
@@ -46,6 +46,7 @@ ROWS: dict[str, tuple[str, Callable[[Bench], Awaitable[list[Result]]]]] = {
     "5": ("batch launch", launch.run),
     "6": ("API reads", reads.run),
     "7": ("maintenance windows", windows.run),
+    "8": ("retention", retention.run),
 }
 COLUMNS = ("row", "what", "measured", "baseline", "ratio", "target", "verdict")
 

@@ -111,6 +111,8 @@ class Notification(Base):
         # "Notify once" per cause is a constraint, not a flag in memory (usecases/events).
         sa.UniqueConstraint("dedupe_key"),
         sa.Index("ix_notifications_team_created", "team_id", "created_at", "id"),
+        # Deleting a batch (retention) finds its notifications: the cascade and the detach.
+        sa.Index("ix_notifications_batch_id", "batch_id"),
         # The live stream reads a team's notifications after a sequence number.
         sa.Index("uq_notifications_team_seq", "team_id", "seq", unique=True),
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,29 +72,48 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount or 0)
 
 
+@dataclass
+class _Scan:
+    """Where a team's scan of its batches is: a keyset on (created_at, id), so that every batch
+    is judged about once per run whatever stays behind; and how many to judge next (as many as
+    the last chunk took, plus one: batches have few sizes)."""
+
+    chunk: int
+    after: tuple[datetime, uuid.UUID] | None = None
+    look: int = 0
+
+    def __post_init__(self) -> None:
+        self.look = self.chunk
+
+
 async def _delete_batches(
-    db: AsyncSession, team_id: uuid.UUID, cutoff: datetime, chunk: int, totals: Totals
+    db: AsyncSession, team_id: uuid.UUID, cutoff: datetime, scan: _Scan, totals: Totals
 ) -> bool:
-    """One chunk: expired batches whose sessions add up to about `chunk`, with their sessions
-    and read notifications. True when there may be more."""
+    """One chunk: the next expired batches whose sessions add up to about `scan.chunk`, with
+    their sessions and read notifications. True when there may be more."""
+    query = sa.select(Batch.id, Batch.target_count, Batch.created_at).where(
+        expired_batches(team_id, cutoff)
+    )
+    if scan.after is not None:
+        query = query.where(sa.tuple_(Batch.created_at, Batch.id) > sa.tuple_(*scan.after))
     rows = (
         await db.execute(
-            sa.select(Batch.id, Batch.target_count)
-            .where(expired_batches(team_id, cutoff))
-            .order_by(Batch.created_at)
-            .limit(chunk)
+            query.order_by(Batch.created_at, Batch.id)
+            .limit(scan.look)
             .with_for_update(skip_locked=True, of=Batch)
         )
     ).all()
     ids: list[uuid.UUID] = []
     size = 0
-    for batch_id, target_count in rows:
-        if ids and size + target_count > chunk:
+    for batch_id, target_count, created in rows:
+        if ids and size + target_count > scan.chunk:
             break
         ids.append(batch_id)
         size += target_count
+        scan.after = (created, batch_id)
     if not ids:
         return False
+    scan.look = len(ids) + 1
     deleted = await db.execute(sa.delete(Session).where(Session.batch_id.in_(ids)))
     totals["sessions"]["deleted"] += _rowcount(deleted)
     read = await db.execute(
@@ -151,10 +171,10 @@ async def _count(transaction: Transaction, query: sa.Select[Any]) -> int:
 async def _clean_team(
     transaction: Transaction, team_id: uuid.UUID, cutoff: datetime, chunk: int, totals: Totals
 ) -> None:
-    more = True
+    scan, more = _Scan(chunk), True
     while more:
         async with transaction() as db:
-            more = await _delete_batches(db, team_id, cutoff, chunk, totals)
+            more = await _delete_batches(db, team_id, cutoff, scan, totals)
     totals["notifications"]["deleted"] += await _until_done(
         transaction,
         lambda db: _delete_chunk(db, Notification, _old_read_notifications(team_id, cutoff), chunk),

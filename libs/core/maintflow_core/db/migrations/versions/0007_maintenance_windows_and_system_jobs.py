@@ -195,10 +195,14 @@ def upgrade() -> None:
             postgresql_where=sa.text("automatic"),
             sqlite_where=sa.text("automatic"),
         )
+    # Retention deletes batches: their notifications are found by batch (the cascade, the
+    # detach of unread ones) instead of by a scan of the table per batch.
+    op.create_index("ix_notifications_batch_id", "notifications", ["batch_id"])
     _seed_system_jobs()
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_batch_id", table_name="notifications")
     with op.batch_alter_table("maintenance_window_updates", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_maintenance_window_updates_automatic",
