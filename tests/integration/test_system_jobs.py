@@ -211,7 +211,10 @@ async def test_only_admins_see_system_jobs_and_patch_is_validated(
             r = await team.req(method, url, token=token, json={})
             assert r.status_code == 403, (role, method, url)
     visible = (await team.req("GET", "/v1/system-jobs", params={"visible_in_ui": True})).json()
-    assert [j["key"] for j in visible] == [NIGHTLY]
+    assert [j["key"] for j in visible["items"]] == [NIGHTLY]
+    every = (await team.req("GET", "/v1/system-jobs")).json()["items"]
+    assert sorted(j["key"] for j in every) == [MANUAL, NIGHTLY]
+    visible = visible["items"]
     assert visible[0]["schedule_cron"] == "0 3 * * *" and visible[0]["timezone"] == "UTC"
     url = f"/v1/system-jobs/{NIGHTLY}"
     r = await team.req("PATCH", url, json={"schedule_cron": "not cron"})

@@ -96,11 +96,13 @@ def run_message(run_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     return outbox_row(RUN_SYSTEM_JOB, {"run_id": str(run_id)}, now)
 
 
-async def list_jobs(db: AsyncSession, visible_in_ui: bool | None) -> list[SystemJob]:
-    query = sa.select(J).order_by(J.key)
+async def list_jobs(
+    db: AsyncSession, limit: int, cursor: str | None, visible_in_ui: bool | None
+) -> list[SystemJob]:
+    query = sa.select(J)
     if visible_in_ui is not None:
         query = query.where(J.visible_in_ui == visible_in_ui)
-    return list((await db.scalars(query)).all())
+    return list((await db.scalars(paginate(query, J.created_at, J.id, limit, cursor))).all())
 
 
 async def get_job(db: AsyncSession, key: str, *, for_update: bool = False) -> SystemJob:

@@ -24,20 +24,28 @@ router = APIRouter(tags=["system jobs"], responses=errors(401, 403))
 
 @router.get(
     "/v1/system-jobs",
-    response_model=list[SystemJobOut],
+    response_model=Page[SystemJobOut],
     operation_id="system_jobs_list",
     summary="List the deployment's system jobs (admin)",
 )
 async def list_jobs(
-    db: DB, principal: Admin, visible_in_ui: bool | None = None
-) -> list[SystemJobOut]:
-    return [SystemJobOut.model_validate(j) for j in await system_jobs.list_jobs(db, visible_in_ui)]
+    db: DB,
+    principal: Admin,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    visible_in_ui: bool | None = None,
+) -> Page[SystemJobOut]:
+    rows = await system_jobs.list_jobs(db, limit, cursor, visible_in_ui)
+    items, next_cursor = page_of(rows, limit, lambda j: (j.created_at, j.id))
+    return Page[SystemJobOut](
+        items=[SystemJobOut.model_validate(j) for j in items], next_cursor=next_cursor
+    )
 
 
 @router.patch(
     "/v1/system-jobs/{key}",
     response_model=SystemJobOut,
-    responses=errors(404, 413),
+    responses=errors(400, 404, 413),
     operation_id="system_jobs_update",
     summary="Enable, disable or reschedule a system job (admin)",
 )

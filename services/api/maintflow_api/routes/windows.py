@@ -28,7 +28,7 @@ ONE = f"{PREFIX}/{{window_id}}"
     PREFIX,
     status_code=201,
     response_model=WindowOut,
-    responses=errors(403, 413),
+    responses=errors(400, 403, 413),
     operation_id="windows_create",
     summary="Create a maintenance window",
 )
@@ -78,7 +78,7 @@ async def get_window(window_id: uuid.UUID, db: DB, principal: Viewer) -> WindowO
 @router.patch(
     ONE,
     response_model=WindowOut,
-    responses=errors(403, 404, 409, 413),
+    responses=errors(400, 403, 404, 409, 413),
     operation_id="windows_update",
     summary="Edit a maintenance window (its times only while still ahead)",
 )
@@ -111,7 +111,7 @@ async def cancel_window(
     f"{ONE}/updates",
     status_code=201,
     response_model=WindowUpdateOut,
-    responses=errors(403, 404, 409, 413),
+    responses=errors(400, 403, 404, 409, 413),
     operation_id="windows_updates_create",
     summary="Post an update to a window, optionally changing its status",
 )
