@@ -163,35 +163,34 @@ async def claim(
     db: AsyncSession, delivery_id: uuid.UUID, now: datetime, policy: Policy
 ) -> Claimed | None:
     """Take the next attempt of a queued delivery; None when there is none to make (already
-    taken, finished, or finished here: its webhook is gone or disabled, or it is a new delivery
-    while the webhook already has `max_pending` deliveries waiting for a retry)."""
+    taken, finished, or finished here without an attempt: its webhook is disabled, or it is a
+    new delivery while the webhook already has `max_pending` deliveries waiting for a retry)."""
     row = (
         await db.execute(
-            sa.update(D)
+            sa.select(D.webhook_id, D.attempts, D.body, Webhook.url, Webhook.secret)
+            .add_columns(Webhook.disabled_at)
+            .join(Webhook, Webhook.id == D.webhook_id)
             .where(D.id == delivery_id, D.status == "queued")
-            .values(
-                status="delivering", attempts=D.attempts + 1, next_attempt_at=now + policy.lease
-            )
-            .returning(D.webhook_id, D.attempts, D.body)
         )
     ).one_or_none()
     if row is None:
         return None
-    webhook = (
-        await db.execute(
-            sa.select(Webhook.url, Webhook.secret, Webhook.disabled_at).where(
-                Webhook.id == row.webhook_id
-            )
-        )
-    ).one_or_none()
-    if webhook is None or webhook.disabled_at is not None:
+    if row.disabled_at is not None:
         await _finish(db, delivery_id, now, "failed", error="the webhook is disabled")
         return None
-    if row.attempts == 1 and await _retrying(db, row.webhook_id, policy.max_pending):
+    if row.attempts == 0 and await _retrying(db, row.webhook_id, policy.max_pending):
         error = f"not attempted: {policy.max_pending} deliveries of this webhook await a retry"
         await _finish(db, delivery_id, now, "failed", error=error)
         return None
-    return Claimed(delivery_id, row.attempts, row.webhook_id, webhook.url, webhook.secret, row.body)
+    attempt = row.attempts + 1
+    taken = await db.execute(
+        sa.update(D)
+        .where(D.id == delivery_id, D.status == "queued", D.attempts == row.attempts)
+        .values(status="delivering", attempts=attempt, next_attempt_at=now + policy.lease)
+    )
+    if taken.rowcount == 0:  # type: ignore[attr-defined]
+        return None  # another worker's message for the same delivery took it first
+    return Claimed(delivery_id, attempt, row.webhook_id, row.url, row.secret, row.body)
 
 
 async def _retrying(db: AsyncSession, webhook_id: uuid.UUID, limit: int) -> bool:
