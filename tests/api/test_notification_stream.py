@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_api.app import create_app
 from maintflow_api.deps import AppState
-from maintflow_api.streams import QUEUE_SIZE, Message, StreamHub
+from maintflow_api.streams import QUEUE_SIZE, Message, Stream, StreamHub
 from maintflow_core.clock import FakeClock
-from maintflow_core.db.store import open_store
+from maintflow_core.db.store import PortableStore, open_store
 from maintflow_core.models import Notification
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.events import Event, raise_event
@@ -33,7 +33,9 @@ from tests.kit.poll import poll_until
 @pytest.fixture
 async def small_app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A running app (lifespan entered) whose process allows two open streams."""
-    app = create_app(settings.model_copy(update={"sse_max_streams": 2}), clock)
+    # No safety-net poll within a test: what a stream gets, it gets from a wake-up or itself.
+    update = {"sse_max_streams": 2, "sse_poll_s": 3600}
+    app = create_app(settings.model_copy(update=update), clock)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -60,6 +62,54 @@ async def test_beyond_the_bound_a_stream_is_refused_503_with_retry_after(
             stream.close()
         assert hub.open_streams == 0
         assert (await client.get("/v1/notifications/stream")).status_code == 401
+
+
+async def _unannounced(t: TeamCtx, n: int) -> list[uuid.UUID]:
+    """`n` events of the team committed without a word to the app: the portable store only
+    tells listeners of its own process, and the app listens to PostgreSQL."""
+    ids = []
+    for _ in range(n):
+        async with t.sessions() as db, db.begin():
+            note = await raise_event(
+                db,
+                PortableStore(Settings()),
+                t.clock.now(),
+                t.team_id,
+                Event.SYSTEM_JOB_FAILED,
+                {},
+                uuid.uuid4(),
+                title="t",
+                message="m",
+            )
+            assert note is not None
+            ids.append(note.id)
+    return ids
+
+
+async def _take(stream: Stream, n: int) -> list[str]:
+    messages = stream.messages()
+    return [(await asyncio.wait_for(anext(messages), 10)).id for _ in range(n)]
+
+
+async def test_a_stream_gets_what_went_before_it_joined_and_then_what_it_is_woken_for(
+    small_app: FastAPI, team: TeamCtx
+) -> None:
+    hub = _hub(small_app)
+    first_two = [str(i) for i in await _unannounced(team, 2)]
+    # The team's first stream: its new feed reads at once.
+    first = hub.open_stream(team.team_id, 0)
+    assert await _take(first, 2) == first_two
+    # A second stream resuming from the start: the feed is past it, it reads those itself.
+    second = hub.open_stream(team.team_id, 0)
+    second_messages = second.messages()
+    got = [(await asyncio.wait_for(anext(second_messages), 10)).id for _ in range(2)]
+    assert got == first_two
+    (third,) = [str(i) for i in await _unannounced(team, 1)]
+    hub.wake(team.team_id)  # what an announcement does
+    assert (await asyncio.wait_for(anext(second_messages), 10)).id == third
+    assert await _take(first, 1) == [third]
+    first.close()
+    second.close()
 
 
 def _message(seq: int) -> Message:

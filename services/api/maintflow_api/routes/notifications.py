@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from maintflow_api.deps import DB, Cursor, Limit, State, Viewer
@@ -87,10 +87,10 @@ async def stream(
     )
 
 
-async def _messages(opened: Stream) -> AsyncIterator[ServerSentEvent]:
+async def _messages(opened: Stream) -> AsyncIterator[bytes]:
     try:
         async for message in opened.messages():
-            yield ServerSentEvent(data=message.data, event=message.event, id=message.id)
+            yield message.frame
     finally:
         opened.close()
 
