@@ -10,7 +10,7 @@ and answers /healthz, stopped with Ctrl-C at the end of the block.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,12 @@ def _token(proc: Proc) -> str | None:
 
 
 @contextmanager
-def running_dev(workdir: Path, port: int) -> Iterator[Dev]:
+def running_dev(workdir: Path, port: int, env: Mapping[str, str] | None = None) -> Iterator[Dev]:
     """`maintflow dev --port P` in `workdir` (with MAINTFLOW_MIN_SCHEDULE_INTERVAL_S=1: a seconds
-    schedule may fire every second), ready (token printed, /healthz 200); stopped with Ctrl-C
-    (SIGINT) at the end of the block, its exit code in `exit_code`."""
-    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"})
+    schedule may fire every second, and the MAINTFLOW_* variables of `env`), ready (token
+    printed, /healthz 200); stopped with Ctrl-C (SIGINT) at the end of the block, its exit code
+    in `exit_code`."""
+    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1", **(env or {})})
     proc = spawn("dev", [*maintflow_command(), "dev", "--port", str(port)], workdir, env)
     url = f"http://127.0.0.1:{port}"
     try:
