@@ -158,9 +158,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(3600, description="Longest delay between two attempts.")
     webhook_max_pending: int = Field(
         1000,
-        description="Deliveries of one webhook that may wait for a retry at once. Beyond it, a "
-        "new delivery to that webhook is recorded as failed without an attempt, so a receiver "
-        "that is down for a day costs bounded work.",
+        description="Deliveries of one webhook that may wait for a retry at once. A delivery "
+        "that fails while that many wait is failed at once, without retries (every event still "
+        "gets its first attempt), so a receiver that is down for a day costs bounded work.",
     )
     webhook_concurrency: int = Field(
         64,

@@ -93,8 +93,10 @@ async def deliver_webhook(delivery_id: str) -> None:
             status = await webhook_delivery.record(
                 db, claimed, outcome, ctx.clock.now(), sender.policy
             )
+        if outcome.succeeded:
+            return  # the deliveries route shows it; only failures are worth a log line
         log.info(
-            "webhook_attempted",
+            "webhook_attempt_failed",
             extra={
                 "delivery_id": delivery_id,
                 "attempt": claimed.attempt,

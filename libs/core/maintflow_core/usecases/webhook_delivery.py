@@ -34,6 +34,7 @@ QUEUED_REDRIVE = timedelta(minutes=5)
 # this long and is enqueued again, rather than holding a worker thread.
 BUSY_RETRY = timedelta(seconds=1)
 GONE = 410
+RETRY_LIMIT_NOTE = "the webhook's limit of deliveries awaiting a retry is reached"
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -162,44 +163,35 @@ class Outcome(NamedTuple):
 async def claim(
     db: AsyncSession, delivery_id: uuid.UUID, now: datetime, policy: Policy
 ) -> Claimed | None:
-    """Take the next attempt of a queued delivery; None when there is none to make (already
-    taken, finished, or finished here without an attempt: its webhook is disabled, or it is a
-    new delivery while the webhook already has `max_pending` deliveries waiting for a retry)."""
+    """Take the next attempt of a queued delivery, in one statement; None when there is none
+    to make (already taken, finished, or its webhook disabled: then it is failed here, without
+    an attempt)."""
+    url = sa.select(Webhook.url).where(Webhook.id == D.webhook_id).scalar_subquery()
+    secret = sa.select(Webhook.secret).where(Webhook.id == D.webhook_id).scalar_subquery()
+    enabled = sa.exists().where(Webhook.id == D.webhook_id, Webhook.disabled_at.is_(None))
     row = (
         await db.execute(
-            sa.select(D.webhook_id, D.attempts, D.body, Webhook.url, Webhook.secret)
-            .add_columns(Webhook.disabled_at)
-            .join(Webhook, Webhook.id == D.webhook_id)
-            .where(D.id == delivery_id, D.status == "queued")
+            sa.update(D)
+            .where(D.id == delivery_id, D.status == "queued", enabled)
+            .values(
+                status="delivering", attempts=D.attempts + 1, next_attempt_at=now + policy.lease
+            )
+            .returning(D.webhook_id, D.attempts, D.body, url.label("url"), secret.label("secret"))
         )
     ).one_or_none()
     if row is None:
+        # Still queued only if its webhook is disabled (or gone with its deliveries).
+        await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
         return None
-    if row.disabled_at is not None:
-        await _finish(db, delivery_id, now, "failed", error="the webhook is disabled")
-        return None
-    if row.attempts == 0 and await _retrying(db, row.webhook_id, policy.max_pending):
-        error = f"not attempted: {policy.max_pending} deliveries of this webhook await a retry"
-        await _finish(db, delivery_id, now, "failed", error=error)
-        return None
-    attempt = row.attempts + 1
-    taken = await db.execute(
-        sa.update(D)
-        .where(D.id == delivery_id, D.status == "queued", D.attempts == row.attempts)
-        .values(status="delivering", attempts=attempt, next_attempt_at=now + policy.lease)
-    )
-    if taken.rowcount == 0:  # type: ignore[attr-defined]
-        return None  # another worker's message for the same delivery took it first
-    return Claimed(delivery_id, attempt, row.webhook_id, row.url, row.secret, row.body)
+    return Claimed(delivery_id, row.attempts, row.webhook_id, row.url, row.secret, row.body)
 
 
 async def _retrying(db: AsyncSession, webhook_id: uuid.UUID, limit: int) -> bool:
-    """Whether `limit` or more of the webhook's deliveries have failed an attempt and wait for
-    another (counted only up to the limit, on the unfinished rows' index)."""
+    """Whether `limit` or more of the webhook's deliveries wait for a retry (counted only up
+    to the limit, on the unfinished rows' index)."""
     waiting = (
         sa.select(sa.literal(1))
-        .where(D.webhook_id == webhook_id, D.next_attempt_at.is_not(None), D.attempts > 0)
-        .where(D.status == "pending")
+        .where(D.webhook_id == webhook_id, D.next_attempt_at.is_not(None), D.status == "pending")
         .limit(limit)
         .subquery()
     )
@@ -222,18 +214,26 @@ async def record(
     delivery `succeeded`, `pending` its next attempt after backoff, or `failed` (attempts used
     up, or 410 Gone, which also disables the webhook). Returns the delivery's new status, or
     None when the attempt was no longer this worker's (the leader presumed it lost and drove
-    the delivery again): the attempt is still recorded."""
+    the delivery again): the attempt is still recorded.
+
+    The bound on a failing receiver's work: a delivery waits for a retry only while fewer than
+    `max_pending` of its webhook's deliveries do; beyond that it fails at once. Every event
+    still gets its first attempt."""
     await _add_attempt(db, claimed.delivery_id, claimed.attempt, outcome)
+    error = outcome.error
     if outcome.succeeded:
         status = "succeeded"
     elif outcome.status_code == GONE or claimed.attempt >= policy.max_attempts:
         status = "failed"
+    elif await _retrying(db, claimed.webhook_id, policy.max_pending):
+        status = "failed"
+        error = f"{error or f'HTTP {outcome.status_code}'}; no retry: {RETRY_LIMIT_NOTE}"
     else:
         status = "pending"
     values: dict[str, Any] = {
         "status": status,
         "last_status_code": outcome.status_code,
-        "last_error": outcome.error,
+        "last_error": error,
     }
     if status == "pending":
         values["next_attempt_at"] = now + policy.backoff(claimed.attempt)
@@ -271,11 +271,19 @@ async def _add_attempt(
 
 
 async def _finish(
-    db: AsyncSession, delivery_id: uuid.UUID, now: datetime, status: str, *, error: str
+    db: AsyncSession,
+    delivery_id: uuid.UUID,
+    now: datetime,
+    status: str,
+    *,
+    error: str,
+    of: str | None = None,
 ) -> None:
+    """End a delivery with `status` (only if it is in status `of`, when given)."""
+    where = [D.id == delivery_id] if of is None else [D.id == delivery_id, D.status == of]
     await db.execute(
         sa.update(D)
-        .where(D.id == delivery_id)
+        .where(*where)
         .values(status=status, next_attempt_at=None, finished_at=now, last_error=error)
     )
 
