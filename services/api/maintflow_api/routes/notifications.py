@@ -54,6 +54,12 @@ STREAM_SEND_TIMEOUT_S = 30
             **errors(503)[503],
             "description": "Too many streams open on this API process (retry after "
             "`Retry-After` seconds), or the database is unreachable.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before opening the stream again.",
+                    "schema": {"type": "integer"},
+                }
+            },
         },
     },
 )
@@ -61,7 +67,13 @@ async def stream(
     db: DB,
     state: State,
     principal: Viewer,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The id of the last message received: the stream resumes after it.",
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     hub = state.streams
     if hub is None:
