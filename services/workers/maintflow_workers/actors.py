@@ -75,11 +75,11 @@ async def deliver_webhook(delivery_id: str) -> None:
     sender = ctx.webhooks
     did = uuid.UUID(delivery_id)
     if not sender.reserve():
-        async with ctx.transaction() as db:
+        async with ctx.connection() as db:
             await webhook_delivery.postpone(db, did, ctx.clock.now())
         return
     try:
-        async with ctx.transaction() as db:
+        async with ctx.connection() as db:
             claimed = await webhook_delivery.claim(db, did, ctx.clock.now(), sender.policy)
     except BaseException:
         sender.release()
@@ -89,7 +89,7 @@ async def deliver_webhook(delivery_id: str) -> None:
         return
 
     async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
-        async with ctx.transaction() as db:
+        async with ctx.connection() as db:
             status = await webhook_delivery.record(
                 db, claimed, outcome, ctx.clock.now(), sender.policy
             )
