@@ -3,8 +3,8 @@ table (measured, baseline, ratio, target, verdict) and write everything as JSON.
 
 Each row measures its baseline in the same run on the same machine; only ratios are compared
 with targets. Rows: 1 fan-out, 2 storm, 3 tick cost, 4 scheduler memory, 5 batch launch,
-6 API reads, 7 stream fan-out. The exit status is non-zero only if a row failed to run: a missed
-target is a finding, not an error."""
+6 API reads, 7 stream fan-out, 8 webhook throughput. The exit status is non-zero only if a row
+failed to run: a missed target is a finding, not an error."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import fanout, launch, memory, reads, storm, stream, tick
+from bench import fanout, launch, memory, reads, storm, stream, tick, webhooks
 from bench.common import (
     ROOT,
     SERVER_URL,
@@ -46,6 +46,7 @@ ROWS: dict[str, tuple[str, Callable[[Bench], Awaitable[list[Result]]]]] = {
     "5": ("batch launch", launch.run),
     "6": ("API reads", reads.run),
     "7": ("stream fan-out", stream.run),
+    "8": ("webhook throughput", webhooks.run),
 }
 COLUMNS = ("row", "what", "measured", "baseline", "ratio", "target", "verdict")
 
