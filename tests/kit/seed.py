@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.db.store import PortableStore
+from maintflow_core.models import Notification
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.events import Event, raise_event
 
@@ -91,22 +92,38 @@ class OneOfEach:
         }
 
 
-async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
-    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
-    batch will do: tests that need a notification to read, mark or stream). Its id."""
+async def raised(
+    t: Team,
+    event: Event = Event.SYSTEM_JOB_FAILED,
+    cause: uuid.UUID | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> Notification | None:
+    """`event` raised for the team because of `cause` (a new one by default) in a transaction of
+    its own, as the application raises it — but announced to nobody listening on PostgreSQL
+    (through the portable store, which tells only listeners in its own process). The
+    notification, or None if that cause had raised it already."""
     async with t.sessions() as db, db.begin():
-        note = await raise_event(
+        return await raise_event(
             db,
             PortableStore(Settings()),
             t.clock.now(),
             t.team_id,
-            Event.BATCH_READY,
-            {"batch_id": str(batch_id), "sessions": sessions},
-            batch_id,
-            title="Maintenance run ready",
-            message=f"{sessions} sessions created",
+            event,
+            data or {},
+            cause or uuid.uuid4(),
+            title=f"{event.value} (test)",
+            message="raised by a test",
             batch_id=batch_id,
         )
+
+
+async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
+    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
+    batch will do: tests that need a notification to read, mark or stream). Its id."""
+    data = {"batch_id": str(batch_id), "sessions": sessions}
+    note = await raised(t, Event.BATCH_READY, batch_id, data=data, batch_id=batch_id)
     assert note is not None, f"batch {batch_id} already had its batch.ready"
     return note.id
 
