@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import dramatiq
+from sqlalchemy.exc import IntegrityError
 
 from maintflow_broker.enqueue import enqueue_many
 from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, SESSIONS_QUEUE
@@ -89,10 +90,16 @@ async def deliver_webhook(delivery_id: str) -> None:
         return
 
     async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
-        async with ctx.connection() as db:
-            status = await webhook_delivery.record(
-                db, claimed, outcome, ctx.clock.now(), sender.policy
-            )
+        try:
+            async with ctx.connection() as db:
+                status = await webhook_delivery.record(
+                    db, claimed, outcome, ctx.clock.now(), sender.policy
+                )
+        except IntegrityError:
+            # The webhook was deleted meanwhile, or the leader already recorded this attempt
+            # as lost and drove the delivery again: nothing of this outcome is left to keep.
+            log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
+            return
         if outcome.succeeded:
             return  # the deliveries route shows it; only failures are worth a log line
         log.info(
