@@ -69,3 +69,32 @@ def created(r: httpx.Response) -> dict[str, Any]:
     """The JSON of a 201 Created answer (asserted)."""
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+ONE_STEP = [{"id": "end", "type": "procedure_end", "title": "Done"}]
+
+
+def daily_schedule(
+    api: httpx.Client, flow_name: str, list_name: str, labels: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Through the API: a one-step maintenance flow, a target list of `labels`, and a schedule
+    of the flow on the list at 03:00 every day (nothing due soon: runs come from run-now).
+    Returns (flow, target list, schedule)."""
+    flow = created(
+        api.post(
+            "/v1/flows", json={"name": flow_name, "flow_type": "maintenance", "steps": ONE_STEP}
+        )
+    )
+    targets = [{"label": label} for label in labels]
+    hosts = created(api.post("/v1/target-lists", json={"name": list_name, "targets": targets}))
+    schedule = created(
+        api.post(
+            "/v1/maintenance-schedules",
+            json={
+                "flow_id": flow["id"],
+                "target_list_id": hosts["id"],
+                "cron_expression": "0 3 * * *",
+            },
+        )
+    )
+    return flow, hosts, schedule
