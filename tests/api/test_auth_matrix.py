@@ -10,9 +10,19 @@ from typing import Any
 import httpx
 
 from tests.conftest import TeamCtx, new_flow, new_target_list
-from tests.kit.seed import ready_notification
+from tests.kit.seed import local_webhook, ready_notification
 
-ADMIN_ONLY = {("POST", "/v1/users"), ("GET", "/v1/users"), ("DELETE", "/v1/users/{user_id}")}
+ADMIN_ONLY = {
+    ("POST", "/v1/users"),
+    ("GET", "/v1/users"),
+    ("DELETE", "/v1/users/{user_id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
+}
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 # Marking one's notifications read is a reader's own bookkeeping: allowed to viewers.
 VIEWER_WRITES = {
@@ -56,6 +66,7 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
         "session_id": batch["sessions"][0]["id"],
         "schedule_id": s.json()["id"],
         "user_id": eng.json()["id"],
+        "webhook_id": await local_webhook(t),
     }
 
 
@@ -78,6 +89,7 @@ async def test_every_route_needs_a_token(team: TeamCtx) -> None:
             "schedule_id",
             "user_id",
             "notification_id",
+            "webhook_id",
         )
     }
     routes = await _routes(team.client)
@@ -114,6 +126,8 @@ def _snapshot_tables() -> list[str]:
         "maintenance_schedules",
         "users",
         "notifications",
+        "webhooks",
+        "webhook_deliveries",
     ]
 
 

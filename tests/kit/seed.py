@@ -15,6 +15,7 @@ from maintflow_core.db.store import PortableStore
 from maintflow_core.models import Notification
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.usecases.webhooks import create_webhook
 
 STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
@@ -155,3 +156,14 @@ async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
         user_id=str(viewer["id"]),
         notification_id=str(note_id),
     )
+
+
+async def local_webhook(t: Team, events: tuple[str, ...] = (Event.WINDOW_COMPLETED,)) -> str:
+    """A webhook of the team on 127.0.0.1's discard port (registered as with private targets
+    allowed), for tests that need a webhook's id. Nothing is ever sent to it: no worker runs
+    where it is used. Its id."""
+    async with t.sessions() as db, db.begin():
+        hook = await create_webhook(
+            db, t.clock, t.team_id, "http://127.0.0.1:9/hooks", events, None, allow_private=True
+        )
+    return str(hook.id)
