@@ -1,4 +1,4 @@
-"""Row 8 - retention: retention_cleanup deleting 1,000,000 finished sessions (100,000 batches of
+"""Row 10 - retention: retention_cleanup deleting 1,000,000 finished sessions (100,000 batches of
 10) older than the cutoff while `GET /v1/batches` is read at 16 connections from one `maintflow
 api` process. (a) rows deleted per second; (b) the API's p99 during the cleanup vs the same reads
 without it, just before (target <= 1.5x); (c) the longest any transaction held a write lock on
@@ -75,7 +75,7 @@ async def seed(bench: Bench, old: int) -> None:
                 )  # fmt: skip
 
             await _copy(conn, "sessions", SESSION_COLUMNS, count * EACH, session)
-            log(f"row 8: {count:,} batches of {EACH} sessions loaded")
+            log(f"row 10: {count:,} batches of {EACH} sessions loaded")
         await conn.execute("VACUUM ANALYZE batches")
         await conn.execute("VACUUM ANALYZE sessions")
     finally:
@@ -182,7 +182,7 @@ async def run(bench: Bench) -> list[Result]:
     elapsed = float(done["duration_s"])
     rate = (deleted + result["batches"]["deleted"]) / elapsed
     ratio = during["p99_ms"] / without["p99_ms"]
-    log(f"row 8: {deleted:,} sessions in {elapsed:.1f} s; p99 {without['p99_ms']:.1f} -> "
+    log(f"row 10: {deleted:,} sessions in {elapsed:.1f} s; p99 {without['p99_ms']:.1f} -> "
         f"{during['p99_ms']:.1f} ms; longest lock on sessions {fmt_s(held)}")  # fmt: skip
     p99_met, p99_verdict = at_most(ratio, P99_TARGET)
     lock_met, lock_verdict = at_most(held / LOCK_TARGET_S, 1.0)
@@ -190,7 +190,7 @@ async def run(bench: Bench) -> list[Result]:
     what = f"retention: {deleted:,} sessions ({old:,} batches)"
     return [
         Result(
-            row="8a",
+            row="10a",
             what=f"{what}, rows (sessions + batches) deleted per second",
             measured=fmt_rate(rate, " rows/s"),
             baseline="—",
@@ -201,7 +201,7 @@ async def run(bench: Bench) -> list[Result]:
             values=values,
         ),
         Result(
-            row="8b",
+            row="10b",
             what=f"{what}: GET /v1/batches p99 at {CONNECTIONS} connections during vs without",
             measured=f"{during['p99_ms']:.1f} ms",
             baseline=f"{without['p99_ms']:.1f} ms (same reads just before)",
@@ -211,7 +211,7 @@ async def run(bench: Bench) -> list[Result]:
             verdict=p99_verdict,
         ),
         Result(
-            row="8c",
+            row="10c",
             what=f"{what}: longest write lock on sessions (pg_locks, sampled every 20 ms)",
             measured=fmt_s(held),
             baseline="—",

@@ -1,4 +1,4 @@
-"""Row 7 - maintenance windows: (a) 1,000 windows starting at the same instant, among 100 k: the
+"""Row 9 - maintenance windows: (a) 1,000 windows starting at the same instant, among 100 k: the
 time from the instant to the last transition, as a running leader sees it (the tick interval it
 may wait, plus the tick that moves them all: status, history entry and window.started event
 each); target <= 2 s. (b) The tick cost with 100 windows due at 100 k windows vs the same tick at
@@ -121,7 +121,7 @@ async def run(bench: Bench) -> list[Result]:
         await conn.close()
     conn = await bench.connect()
     try:
-        log(f"row 7: loading {size:,} windows")
+        log(f"row 9: loading {size:,} windows")
         ids = await load_windows(conn, bench.team_id, size)
     finally:
         await conn.close()
@@ -144,13 +144,13 @@ async def run(bench: Bench) -> list[Result]:
     interval = bench.settings.scheduler_tick_interval_s
     storm = max(times["storm"]) + interval
     cost = median(times["big"]) / median(times["ref"])
-    log(f"row 7: storm ticks {[fmt_s(t) for t in times['storm']]}, cost ratio {cost:.2f}")
+    log(f"row 9: storm ticks {[fmt_s(t) for t in times['storm']]}, cost ratio {cost:.2f}")
     storm_met, storm_verdict = at_most(storm / STORM_TARGET_S, 1.0)
     cost_met, cost_verdict = at_most(cost, COST_TARGET)
     label = f"{size // 1_000} k"
     return [
         Result(
-            row="7a",
+            row="9a",
             what=f"windows: {STORM:,} starting at one instant among {label}, instant to last "
             "transition (tick interval + the tick that moves them)",
             measured=fmt_s(storm),
@@ -162,7 +162,7 @@ async def run(bench: Bench) -> list[Result]:
             values={"storm_ticks_s": times["storm"], "tick_interval_s": interval},
         ),
         Result(
-            row="7b",
+            row="9b",
             what=f"windows: tick with {DUE} due at {label} vs {REFERENCE // 1_000} k windows",
             measured=fmt_s(median(times["big"])),
             baseline=f"{fmt_s(median(times['ref']))} (same tick at 1 k, alternated)",

@@ -10,12 +10,18 @@ from typing import Any
 import httpx
 
 from tests.conftest import TeamCtx, new_flow, new_target_list
-from tests.kit.seed import ready_notification
+from tests.kit.seed import local_webhook, ready_notification
 
 ADMIN_ONLY = {
     ("POST", "/v1/users"),
     ("GET", "/v1/users"),
     ("DELETE", "/v1/users/{user_id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
     ("GET", "/v1/system-jobs"),
     ("PATCH", "/v1/system-jobs/{key}"),
     ("POST", "/v1/system-jobs/{key}/run"),
@@ -72,8 +78,6 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
     return {
         "key": "retention_cleanup_manual",
         "run_id": str(uuid.uuid4()),
-        # Until the webhooks work puts a real webhook here (issue 11).
-        "webhook_id": str(uuid.uuid4()),
         "window_id": w.json()["id"],
         "notification_id": str(note_id),
         "flow_id": flow["id"],
@@ -82,6 +86,7 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
         "session_id": batch["sessions"][0]["id"],
         "schedule_id": s.json()["id"],
         "user_id": eng.json()["id"],
+        "webhook_id": await local_webhook(t),
     }
 
 
@@ -146,6 +151,8 @@ def _snapshot_tables() -> list[str]:
         "notifications",
         "maintenance_windows",
         "maintenance_window_updates",
+        "webhooks",
+        "webhook_deliveries",
     ]
 
 

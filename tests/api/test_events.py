@@ -134,3 +134,30 @@ async def test_the_last_two_sessions_finishing_together_complete_the_batch_once(
     assert completed[0]["status_counts"]["completed"] == 1
     assert completed[0]["status_counts"]["failed"] == 1
     assert [data["session_id"] for event, data in rows if event == "session.failed"] == [str(b)]
+
+
+async def test_concurrent_patches_of_the_last_sessions_of_many_batches_complete_each_once(
+    team: TeamCtx,
+) -> None:
+    """The same race through HTTP: for each of 8 batches, its last two sessions are PATCHed to
+    final states at the same time (whatever the interleaving, each batch completes once)."""
+    batches = [await _launch(team, ["x", "y"]) for _ in range(8)]
+    pairs = [[s["id"] for s in b["sessions"]] for b in batches]
+    for x, y in pairs:
+        await _move(team, x, "in_progress")
+        await _move(team, y, "in_progress")
+    answers = await asyncio.gather(
+        *(
+            team.req("PATCH", f"/v1/sessions/{sid}", json={"status": status})
+            for pair in pairs
+            for sid, status in zip(pair, ("completed", "failed"), strict=True)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * 16
+    completed = await _events(team, "batch.completed")
+    assert sorted(n["batch_id"] for n in completed) == sorted(b["batch_id"] for b in batches)
+    assert {
+        (n["data"]["status_counts"]["completed"], n["data"]["status_counts"]["failed"])
+        for n in completed
+    } == {(1, 1)}
+    assert len(await _events(team, "session.failed")) == 8

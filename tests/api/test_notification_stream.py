@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_api.app import create_app
 from maintflow_api.deps import AppState
-from maintflow_api.streams import QUEUE_SIZE, Message, StreamHub
+from maintflow_api.streams import QUEUE_SIZE, Message, Stream, StreamHub
 from maintflow_core.clock import FakeClock
 from maintflow_core.db.store import open_store
 from maintflow_core.models import Notification
@@ -28,12 +28,15 @@ from maintflow_core.usecases.notifications import notifications_after, stream_st
 from tests.conftest import TeamCtx
 from tests.kit.db import Probe, plain_pg_url
 from tests.kit.poll import poll_until
+from tests.kit.seed import raised
 
 
 @pytest.fixture
 async def small_app(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
     """A running app (lifespan entered) whose process allows two open streams."""
-    app = create_app(settings.model_copy(update={"sse_max_streams": 2}), clock)
+    # No safety-net poll within a test: what a stream gets, it gets from a wake-up or itself.
+    update = {"sse_max_streams": 2, "sse_poll_s": 3600}
+    app = create_app(settings.model_copy(update=update), clock)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -60,6 +63,38 @@ async def test_beyond_the_bound_a_stream_is_refused_503_with_retry_after(
             stream.close()
         assert hub.open_streams == 0
         assert (await client.get("/v1/notifications/stream")).status_code == 401
+
+
+async def _unannounced(t: TeamCtx, n: int) -> list[str]:
+    """`n` events of the team committed without a word to the app (see `raised`)."""
+    notes = [await raised(t) for _ in range(n)]
+    return [str(note.id) for note in notes if note is not None]
+
+
+async def _take(stream: Stream, n: int) -> list[str]:
+    messages = stream.messages()
+    return [(await asyncio.wait_for(anext(messages), 10)).id for _ in range(n)]
+
+
+async def test_a_stream_gets_what_went_before_it_joined_and_then_what_it_is_woken_for(
+    small_app: FastAPI, team: TeamCtx
+) -> None:
+    hub = _hub(small_app)
+    first_two = await _unannounced(team, 2)
+    # The team's first stream: its new feed reads at once.
+    first = hub.open_stream(team.team_id, 0)
+    assert await _take(first, 2) == first_two
+    # A second stream resuming from the start: the feed is past it, it reads those itself.
+    second = hub.open_stream(team.team_id, 0)
+    second_messages = second.messages()
+    got = [(await asyncio.wait_for(anext(second_messages), 10)).id for _ in range(2)]
+    assert got == first_two
+    (third,) = await _unannounced(team, 1)
+    hub.wake(team.team_id)  # what an announcement does
+    assert (await asyncio.wait_for(anext(second_messages), 10)).id == third
+    assert await _take(first, 1) == [third]
+    first.close()
+    second.close()
 
 
 def _message(seq: int) -> Message:
@@ -156,42 +191,3 @@ async def test_a_later_notification_of_the_team_cannot_commit_before_an_earlier_
                 assert await stream_start(db, team.team_id, "not-an-id") == later.seq
     finally:
         await probe.close()
-
-
-async def test_the_same_cause_raises_its_event_once(
-    team: TeamCtx, sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> None:
-    store = open_store(settings)
-    cause = uuid.uuid4()
-    raised = []
-    for _ in range(2):
-        async with sessions() as db, db.begin():
-            raised.append(
-                await raise_event(
-                    db,
-                    store,
-                    team.clock.now(),
-                    team.team_id,
-                    Event.WINDOW_STARTED,
-                    {"window_id": str(cause)},
-                    cause,
-                    title="Window started",
-                    message="m",
-                )
-            )
-    assert raised[0] is not None and raised[1] is None
-    async with sessions() as db:
-        assert len(await notifications_after(db, team.team_id, 0, 10)) == 1
-    with pytest.raises(ValueError, match="ping"):
-        async with sessions() as db:
-            await raise_event(
-                db,
-                store,
-                team.clock.now(),
-                team.team_id,
-                Event.PING,
-                {},
-                cause,
-                title="",
-                message="",
-            )

@@ -21,13 +21,12 @@ import pytest
 from tests.conftest import REDIS_URL
 from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
-from tests.kit.dev import created, running_dev
+from tests.kit.dev import ONE_STEP, daily_schedule, running_dev
 from tests.kit.logs import assert_no_job_failures, last_json_object
 from tests.kit.procs import Proc, free_port
 from tests.kit.sse import StreamReader, stream_status
 
 pytestmark = pytest.mark.e2e
-STEPS = [{"id": "end", "type": "procedure_end", "title": "Done"}]
 # Generous for a loaded CI box; the 1 s target is measured in bench/stream_fanout.py.
 DEADLINE_S = 10
 
@@ -48,7 +47,7 @@ class Running:
         """A schedule of a new flow on a new list, run now: the worker fans it out and commits
         its batch.ready. The answer (`batch_id`)."""
         flow = await team.client.post(
-            "/v1/flows", json={"name": "Patch", "flow_type": "maintenance", "steps": STEPS}
+            "/v1/flows", json={"name": "Patch", "flow_type": "maintenance", "steps": ONE_STEP}
         )
         hosts = await team.client.post(
             "/v1/target-lists",
@@ -203,24 +202,7 @@ async def test_the_embedded_mode_streams_its_workers_and_its_requests_notificati
     process, the batch.completed by a PATCH; both reach the stream."""
     with running_dev(tmp_path, free_port()) as dev:
         api = dev.api
-        flow = created(
-            api.post(
-                "/v1/flows", json={"name": "Rotate", "flow_type": "maintenance", "steps": STEPS}
-            )
-        )
-        hosts = created(
-            api.post("/v1/target-lists", json={"name": "h", "targets": [{"label": "h-1"}]})
-        )
-        schedule = created(
-            api.post(
-                "/v1/maintenance-schedules",
-                json={
-                    "flow_id": flow["id"],
-                    "target_list_id": hosts["id"],
-                    "cron_expression": "0 3 * * *",
-                },
-            )
-        )
+        _flow, _hosts, schedule = daily_schedule(api, "Rotate", "h", ["h-1"])
         base = str(api.base_url).rstrip("/")
         async with StreamReader(base, dev.token) as reader:
             run = api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")

@@ -1,11 +1,12 @@
 """Announcements of new notifications, on both stores (PostgreSQL LISTEN/NOTIFY; in-process on
 SQLite): a committed event wakes the listeners with its team, a rolled-back one never does, and
-each cause raises its event once."""
+each cause raises its event once; `ping` is never raised."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
@@ -82,3 +83,8 @@ async def test_each_cause_raises_its_event_once_numbered_in_order(
         notes = await notifications_after(db, team_id, 0, 10)
     assert notes[0].dedupe_key == f"batch.completed:{cause}"
     assert len(notes) == 2 and notes[0].seq < notes[1].seq
+    with pytest.raises(ValueError, match="ping"):  # webhooks only: never raised
+        async with sessions() as db:
+            await raise_event(
+                db, store, clock.now(), team_id, Event.PING, {}, cause, title="", message=""
+            )

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.db.store import PortableStore
-from maintflow_core.models import SystemJob
+from maintflow_core.models import Notification, SystemJob
 from maintflow_core.settings import Settings
 from maintflow_core.usecases.events import Event, raise_event
 from maintflow_core.usecases.system_jobs import builtin_rows
+from maintflow_core.usecases.webhooks import create_webhook
 
 STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
@@ -94,22 +95,38 @@ class OneOfEach:
         }
 
 
-async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
-    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
-    batch will do: tests that need a notification to read, mark or stream). Its id."""
+async def raised(
+    t: Team,
+    event: Event = Event.SYSTEM_JOB_FAILED,
+    cause: uuid.UUID | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> Notification | None:
+    """`event` raised for the team because of `cause` (a new one by default) in a transaction of
+    its own, as the application raises it — but announced to nobody listening on PostgreSQL
+    (through the portable store, which tells only listeners in its own process). The
+    notification, or None if that cause had raised it already."""
     async with t.sessions() as db, db.begin():
-        note = await raise_event(
+        return await raise_event(
             db,
             PortableStore(Settings()),
             t.clock.now(),
             t.team_id,
-            Event.BATCH_READY,
-            {"batch_id": str(batch_id), "sessions": sessions},
-            batch_id,
-            title="Maintenance run ready",
-            message=f"{sessions} sessions created",
+            event,
+            data or {},
+            cause or uuid.uuid4(),
+            title=f"{event.value} (test)",
+            message="raised by a test",
             batch_id=batch_id,
         )
+
+
+async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
+    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
+    batch will do: tests that need a notification to read, mark or stream). Its id."""
+    data = {"batch_id": str(batch_id), "sessions": sessions}
+    note = await raised(t, Event.BATCH_READY, batch_id, data=data, batch_id=batch_id)
     assert note is not None, f"batch {batch_id} already had its batch.ready"
     return note.id
 
@@ -149,3 +166,14 @@ async def builtin_system_jobs(sessions: async_sessionmaker[AsyncSession], now: d
     async with sessions() as db, db.begin():
         await db.execute(sa.delete(SystemJob))
         await db.execute(sa.insert(SystemJob), builtin_rows(now))
+
+
+async def local_webhook(t: Team, events: tuple[str, ...] = (Event.WINDOW_COMPLETED,)) -> str:
+    """A webhook of the team on 127.0.0.1's discard port (registered as with private targets
+    allowed), for tests that need a webhook's id. Nothing is ever sent to it: no worker runs
+    where it is used. Its id."""
+    async with t.sessions() as db, db.begin():
+        hook = await create_webhook(
+            db, t.clock, t.team_id, "http://127.0.0.1:9/hooks", events, None, allow_private=True
+        )
+    return str(hook.id)

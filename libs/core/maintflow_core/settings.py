@@ -161,11 +161,13 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(
         10,
+        gt=0,
         description="Longest one webhook delivery attempt may take, connection included; "
         "a slower receiver's attempt fails with a timeout.",
     )
     webhook_max_attempts: int = Field(
         12,
+        ge=1,
         description="Attempts of one webhook delivery before it is marked failed (at the "
         "shipped backoff, its retries span 1.7 to 3.4 hours).",
     )
@@ -178,12 +180,14 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(3600, description="Longest delay between two attempts.")
     webhook_max_pending: int = Field(
         1000,
-        description="Deliveries of one webhook that may wait for a retry at once. Beyond it, a "
-        "new delivery to that webhook is recorded as failed without an attempt, so a receiver "
-        "that is down for a day costs bounded work.",
+        ge=1,
+        description="Deliveries of one webhook that may wait for a retry at once. A delivery "
+        "that fails while that many wait is failed at once, without retries (every event still "
+        "gets its first attempt), so a receiver that is down for a day costs bounded work.",
     )
     webhook_concurrency: int = Field(
         64,
+        ge=1,
         description="Webhook requests in flight at once per worker process. They run beside "
         "the worker threads, so slow receivers never hold a thread another queue needs.",
     )

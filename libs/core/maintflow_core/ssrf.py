@@ -24,6 +24,8 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 # answers on a routable address.
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("168.63.129.16")})
 
+RESOLVE_TIMEOUT_S = 5.0
+
 # NAT64's well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
@@ -129,7 +131,10 @@ async def system_resolver(host: str, port: int) -> list[str]:
     """The addresses the operating system's resolver gives for a TCP connection to `host`."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise Refused(f"{host} did not resolve within {RESOLVE_TIMEOUT_S:g} s") from None
     except (OSError, UnicodeError) as exc:
         raise Refused(f"{host} does not resolve: {exc}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -9,8 +9,9 @@ loses a notification.
 A team with open streams has one `_Feed`: each wake-up makes it read the team's new rows once
 and hand each row to every stream of the team — one query per team, not per client. Each
 stream has a bounded queue; a stream that falls behind (a slow or dead client) is closed, never
-waited for, and its client resumes with `Last-Event-ID`. A stream joining a feed first reads
-what it missed itself (resume), then takes the feed's rows, skipping any it already sent."""
+waited for, and its client resumes with `Last-Event-ID`. A stream that joins a feed after rows
+it should send have gone by (a resume) first reads those itself, then takes the feed's rows,
+skipping any it already sent; a new stream reads nothing of its own."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import ServerSentEvent
 
 from maintflow_core.db.store import Store
 from maintflow_core.models import Notification
@@ -42,15 +44,19 @@ class StreamsFull(Exception):
 
 
 class Message:
-    """One notification as every stream of its team sends it: encoded once."""
+    """One notification as every stream of its team sends it: framed once (`event:`, `id:`,
+    `data:` the notification as JSON), not once per client."""
 
-    __slots__ = ("data", "event", "id", "seq")
+    __slots__ = ("frame", "id", "seq")
 
     def __init__(self, note: Notification) -> None:
         self.seq = note.seq
         self.id = str(note.id)
-        self.event = note.event
-        self.data = NotificationOut.model_validate(note).model_dump_json()
+        self.frame = ServerSentEvent(
+            data=NotificationOut.model_validate(note).model_dump_json(),
+            event=note.event,
+            id=self.id,
+        ).encode()
 
 
 # What a stream's queue holds: a message, or None: closed (too slow, or the process stops).
@@ -67,6 +73,8 @@ class Stream:
         self.sent = after
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
         self.closed = False
+        # Whether rows after `after` may already have gone past in its feed (set on joining).
+        self.behind = False
 
     def offer(self, message: Message) -> None:
         if self.closed or message.seq <= self.sent:
@@ -87,7 +95,7 @@ class Stream:
 
     async def messages(self) -> AsyncIterator[Message]:
         """Everything after `after`, then every new one, in order, each once."""
-        while not self.closed:  # what it missed (a resume), read by itself
+        while self.behind and not self.closed:  # what its feed handed out before it joined
             async with self.hub.open_db() as db:
                 rows = await notifications.notifications_after(db, self.team_id, self.sent, PAGE)
             for note in rows:
@@ -201,8 +209,14 @@ class StreamHub:
             raise StreamsFull
         stream = Stream(self, team_id, after)
         if team_id not in self._feeds:
+            # A new feed reads at once: what was announced before it existed was heard by none.
             self._feeds[team_id] = _Feed(self, team_id, after)
-        self._feeds[team_id].streams.add(stream)
+            self._feeds[team_id].wake()
+        feed = self._feeds[team_id]
+        # Every row after the feed's mark reaches this stream through the feed; rows between
+        # `after` and the mark went by before it joined and are read by the stream itself.
+        stream.behind = after < feed.mark
+        feed.streams.add(stream)
         self._opened(stream)
         return stream
 

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import dramatiq
+from sqlalchemy.exc import IntegrityError
 
 from maintflow_broker.enqueue import enqueue_many
 from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, RUN_SYSTEM_JOB, SESSIONS_QUEUE
@@ -75,11 +76,11 @@ async def deliver_webhook(delivery_id: str) -> None:
     sender = ctx.webhooks
     did = uuid.UUID(delivery_id)
     if not sender.reserve():
-        async with ctx.transaction() as db:
+        async with ctx.connection() as db:
             await webhook_delivery.postpone(db, did, ctx.clock.now())
         return
     try:
-        async with ctx.transaction() as db:
+        async with ctx.connection() as db:
             claimed = await webhook_delivery.claim(db, did, ctx.clock.now(), sender.policy)
     except BaseException:
         sender.release()
@@ -89,12 +90,20 @@ async def deliver_webhook(delivery_id: str) -> None:
         return
 
     async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
-        async with ctx.transaction() as db:
-            status = await webhook_delivery.record(
-                db, claimed, outcome, ctx.clock.now(), sender.policy
-            )
+        try:
+            async with ctx.connection() as db:
+                status = await webhook_delivery.record(
+                    db, claimed, outcome, ctx.clock.now(), sender.policy
+                )
+        except IntegrityError:
+            # The webhook was deleted meanwhile, or the leader already recorded this attempt
+            # as lost and drove the delivery again: nothing of this outcome is left to keep.
+            log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
+            return
+        if outcome.succeeded:
+            return  # the deliveries route shows it; only failures are worth a log line
         log.info(
-            "webhook_attempted",
+            "webhook_attempt_failed",
             extra={
                 "delivery_id": delivery_id,
                 "attempt": claimed.attempt,

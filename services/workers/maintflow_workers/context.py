@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core import ssrf
 from maintflow_core.clock import Clock, SystemClock
@@ -54,6 +54,13 @@ class WorkerContext:
         assert self._open_db is not None
         async with self._open_db() as db, db.begin():
             yield db
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a plain connection of the actors' engine, for Core statements
+        only (no ORM session)."""
+        async with self.engine.begin() as conn:
+            yield conn
 
     def statements(self) -> AbstractAsyncContextManager[SessionStatements]:
         """The fan-out's per-target statements (the hot path), on the store's connections."""

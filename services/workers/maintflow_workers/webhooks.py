@@ -147,6 +147,9 @@ class WebhookSender:
     ) -> None:
         self.policy = Policy.of(settings)
         self.clock = clock
+        # httpx logs every request's URL at INFO: receivers' URLs may carry their tokens, and
+        # every attempt is recorded in the database anyway.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.capacity = settings.webhook_concurrency
         backend = GuardedBackend(resolver, allow_private=settings.webhook_allow_private)
         self._client = httpx.AsyncClient(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maintflow_core.models import Notification, Outbox, Webhook, WebhookAttempt, WebhookDelivery
 from maintflow_core.queues import DELIVER_WEBHOOK
@@ -24,6 +24,9 @@ from maintflow_core.records import outbox_row
 from maintflow_core.settings import Settings
 
 log = logging.getLogger("maintflow.webhooks")
+# The worker's steps run on a plain connection (no ORM session: it costs more than they do);
+# the leader's, in its claim transaction's session.
+Executor = AsyncSession | AsyncConnection
 D = WebhookDelivery
 
 # A delivery handed to the broker and not taken within this long is presumed lost with its
@@ -34,6 +37,7 @@ QUEUED_REDRIVE = timedelta(minutes=5)
 # this long and is enqueued again, rather than holding a worker thread.
 BUSY_RETRY = timedelta(seconds=1)
 GONE = 410
+RETRY_LIMIT_NOTE = "the webhook's limit of deliveries awaiting a retry is reached"
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -159,55 +163,73 @@ class Outcome(NamedTuple):
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def _claim_statement() -> sa.Update:
+    url = sa.select(Webhook.url).where(Webhook.id == D.webhook_id).scalar_subquery()
+    secret = sa.select(Webhook.secret).where(Webhook.id == D.webhook_id).scalar_subquery()
+    enabled = sa.exists().where(Webhook.id == D.webhook_id, Webhook.disabled_at.is_(None))
+    return (
+        sa.update(D)
+        .where(D.id == sa.bindparam("delivery_id"), D.status == "queued", enabled)
+        .values(
+            status="delivering",
+            attempts=D.attempts + 1,
+            next_attempt_at=sa.bindparam("lease_until"),
+        )
+        .returning(D.webhook_id, D.attempts, D.body, url.label("url"), secret.label("secret"))
+    )
+
+
+# The hot path's statements, built once (building them per delivery costs more than running
+# them); their values are bound per call.
+_CLAIM = _claim_statement()
+_MOVE_ON = (
+    sa.update(D)
+    .where(
+        D.id == sa.bindparam("delivery_id"),
+        D.status == "delivering",
+        D.attempts == sa.bindparam("attempt"),
+    )
+    .values(
+        status=sa.bindparam("new_status"),
+        last_status_code=sa.bindparam("status_code"),
+        last_error=sa.bindparam("error"),
+        next_attempt_at=sa.bindparam("next_attempt_at"),
+        finished_at=sa.bindparam("finished_at"),
+    )
+)
+_ADD_ATTEMPT = sa.insert(WebhookAttempt)
+
+
 async def claim(
-    db: AsyncSession, delivery_id: uuid.UUID, now: datetime, policy: Policy
+    db: Executor, delivery_id: uuid.UUID, now: datetime, policy: Policy
 ) -> Claimed | None:
-    """Take the next attempt of a queued delivery; None when there is none to make (already
-    taken, finished, or finished here: its webhook is gone or disabled, or it is a new delivery
-    while the webhook already has `max_pending` deliveries waiting for a retry)."""
-    row = (
-        await db.execute(
-            sa.update(D)
-            .where(D.id == delivery_id, D.status == "queued")
-            .values(
-                status="delivering", attempts=D.attempts + 1, next_attempt_at=now + policy.lease
-            )
-            .returning(D.webhook_id, D.attempts, D.body)
-        )
-    ).one_or_none()
+    """Take the next attempt of a queued delivery, in one statement; None when there is none
+    to make (already taken, finished, or its webhook disabled: then it is failed here, without
+    an attempt)."""
+    taken = await db.execute(
+        _CLAIM, {"delivery_id": delivery_id, "lease_until": now + policy.lease}
+    )
+    row = taken.one_or_none()
     if row is None:
+        # Still queued only if its webhook is disabled (or gone with its deliveries).
+        await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
         return None
-    webhook = (
-        await db.execute(
-            sa.select(Webhook.url, Webhook.secret, Webhook.disabled_at).where(
-                Webhook.id == row.webhook_id
-            )
-        )
-    ).one_or_none()
-    if webhook is None or webhook.disabled_at is not None:
-        await _finish(db, delivery_id, now, "failed", error="the webhook is disabled")
-        return None
-    if row.attempts == 1 and await _retrying(db, row.webhook_id, policy.max_pending):
-        error = f"not attempted: {policy.max_pending} deliveries of this webhook await a retry"
-        await _finish(db, delivery_id, now, "failed", error=error)
-        return None
-    return Claimed(delivery_id, row.attempts, row.webhook_id, webhook.url, webhook.secret, row.body)
+    return Claimed(delivery_id, row.attempts, row.webhook_id, row.url, row.secret, row.body)
 
 
-async def _retrying(db: AsyncSession, webhook_id: uuid.UUID, limit: int) -> bool:
-    """Whether `limit` or more of the webhook's deliveries have failed an attempt and wait for
-    another (counted only up to the limit, on the unfinished rows' index)."""
+async def _retrying(db: Executor, webhook_id: uuid.UUID, limit: int) -> bool:
+    """Whether `limit` or more of the webhook's deliveries wait for a retry (counted only up
+    to the limit, on the unfinished rows' index)."""
     waiting = (
         sa.select(sa.literal(1))
-        .where(D.webhook_id == webhook_id, D.next_attempt_at.is_not(None), D.attempts > 0)
-        .where(D.status == "pending")
+        .where(D.webhook_id == webhook_id, D.next_attempt_at.is_not(None), D.status == "pending")
         .limit(limit)
         .subquery()
     )
     return int(await db.scalar(sa.select(sa.func.count()).select_from(waiting)) or 0) >= limit
 
 
-async def postpone(db: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> None:
+async def postpone(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
     """A queued delivery this worker has no room for: the leader enqueues it again shortly."""
     await db.execute(
         sa.update(D)
@@ -217,37 +239,40 @@ async def postpone(db: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> N
 
 
 async def record(
-    db: AsyncSession, claimed: Claimed, outcome: Outcome, now: datetime, policy: Policy
+    db: Executor, claimed: Claimed, outcome: Outcome, now: datetime, policy: Policy
 ) -> str | None:
     """The one place a delivery attempt's outcome is recorded: the attempt row, then the
     delivery `succeeded`, `pending` its next attempt after backoff, or `failed` (attempts used
     up, or 410 Gone, which also disables the webhook). Returns the delivery's new status, or
     None when the attempt was no longer this worker's (the leader presumed it lost and drove
-    the delivery again): the attempt is still recorded."""
+    the delivery again): the attempt is still recorded.
+
+    The bound on a failing receiver's work: a delivery waits for a retry only while fewer than
+    `max_pending` of its webhook's deliveries do; beyond that it fails at once. Every event
+    still gets its first attempt."""
     await _add_attempt(db, claimed.delivery_id, claimed.attempt, outcome)
+    error = outcome.error
     if outcome.succeeded:
         status = "succeeded"
     elif outcome.status_code == GONE or claimed.attempt >= policy.max_attempts:
         status = "failed"
+    elif await _retrying(db, claimed.webhook_id, policy.max_pending):
+        status = "failed"
+        error = f"{error or f'HTTP {outcome.status_code}'}; no retry: {RETRY_LIMIT_NOTE}"
     else:
         status = "pending"
-    values: dict[str, Any] = {
-        "status": status,
-        "last_status_code": outcome.status_code,
-        "last_error": outcome.error,
-    }
-    if status == "pending":
-        values["next_attempt_at"] = now + policy.backoff(claimed.attempt)
-    else:
-        values.update(next_attempt_at=None, finished_at=now)
+    pending = status == "pending"
     result = await db.execute(
-        sa.update(D)
-        .where(
-            D.id == claimed.delivery_id,
-            D.status == "delivering",
-            D.attempts == claimed.attempt,
-        )
-        .values(**values)
+        _MOVE_ON,
+        {
+            "delivery_id": claimed.delivery_id,
+            "attempt": claimed.attempt,
+            "new_status": status,
+            "status_code": outcome.status_code,
+            "error": error,
+            "next_attempt_at": now + policy.backoff(claimed.attempt) if pending else None,
+            "finished_at": None if pending else now,
+        },
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         return None
@@ -256,32 +281,39 @@ async def record(
     return status
 
 
-async def _add_attempt(
-    db: AsyncSession, delivery_id: uuid.UUID, number: int, outcome: Outcome
-) -> None:
+async def _add_attempt(db: Executor, delivery_id: uuid.UUID, number: int, outcome: Outcome) -> None:
     await db.execute(
-        sa.insert(WebhookAttempt).values(
-            delivery_id=delivery_id,
-            number=number,
-            started_at=outcome.started_at,
-            duration_ms=round(outcome.duration_ms, 3),
-            status_code=outcome.status_code,
-            error=outcome.error,
-        )
+        _ADD_ATTEMPT,
+        {
+            "delivery_id": delivery_id,
+            "number": number,
+            "started_at": outcome.started_at,
+            "duration_ms": round(outcome.duration_ms, 3),
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+        },
     )
 
 
 async def _finish(
-    db: AsyncSession, delivery_id: uuid.UUID, now: datetime, status: str, *, error: str
+    db: Executor,
+    delivery_id: uuid.UUID,
+    now: datetime,
+    status: str,
+    *,
+    error: str,
+    of: str | None = None,
 ) -> None:
+    """End a delivery with `status` (only if it is in status `of`, when given)."""
+    where = [D.id == delivery_id] if of is None else [D.id == delivery_id, D.status == of]
     await db.execute(
         sa.update(D)
-        .where(D.id == delivery_id)
+        .where(*where)
         .values(status=status, next_attempt_at=None, finished_at=now, last_error=error)
     )
 
 
-async def disable(db: AsyncSession, webhook_id: uuid.UUID, now: datetime, reason: str) -> None:
+async def disable(db: Executor, webhook_id: uuid.UUID, now: datetime, reason: str) -> None:
     """Stop a webhook: nothing more is offered to it, its unfinished deliveries fail."""
     await db.execute(
         sa.update(Webhook)

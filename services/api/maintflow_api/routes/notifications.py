@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from maintflow_api.deps import DB, Cursor, Limit, State, Viewer
@@ -54,6 +54,12 @@ STREAM_SEND_TIMEOUT_S = 30
             **errors(503)[503],
             "description": "Too many streams open on this API process (retry after "
             "`Retry-After` seconds), or the database is unreachable.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before opening the stream again.",
+                    "schema": {"type": "integer"},
+                }
+            },
         },
     },
 )
@@ -61,7 +67,13 @@ async def stream(
     db: DB,
     state: State,
     principal: Viewer,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The id of the last message received: the stream resumes after it.",
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     hub = state.streams
     if hub is None:
@@ -87,10 +99,10 @@ async def stream(
     )
 
 
-async def _messages(opened: Stream) -> AsyncIterator[ServerSentEvent]:
+async def _messages(opened: Stream) -> AsyncIterator[bytes]:
     try:
         async for message in opened.messages():
-            yield ServerSentEvent(data=message.data, event=message.event, id=message.id)
+            yield message.frame
     finally:
         opened.close()
 

@@ -62,7 +62,7 @@ def _delivery_out(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> 
     "",
     status_code=201,
     response_model=WebhookCreated,
-    responses=errors(413),
+    responses=errors(400, 413),
     operation_id="webhooks_create",
     summary="Register a webhook (its signing secret is shown once)",
 )
