@@ -233,3 +233,41 @@ async def test_only_admins_see_system_jobs_and_patch_is_validated(
     assert (await svc.tick()).fired == []
     assert (await team.req("PATCH", "/v1/system-jobs/nope", json={})).status_code == 404
     assert (await team.req("GET", f"/v1/system-job-runs/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_a_nightly_missed_during_downtime_runs_once_for_its_newest_instant(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    clock.set(at("2026-06-01T02:00:00+00:00"))
+    await builtin_system_jobs(sessions, clock.now())
+    clock.set(at("2026-06-04T10:00:00+00:00"))  # three nightly instants passed while down
+    svc = scheduler(settings, sessions, clock)
+    await svc.renew()
+    result = await svc.tick()
+    assert len(result.fired) == 1 and result.missed == 1
+    (nightly,) = await runs_of(sessions, NIGHTLY)
+    assert nightly.scheduled_for == at("2026-06-04T03:00Z")
+    jobs = (await team.req("GET", "/v1/system-jobs")).json()["items"]
+    (job,) = [j for j in jobs if j["key"] == NIGHTLY]
+    assert job["next_run_at"] == "2026-06-05T03:00:00Z"
+    assert job["last_run_at"] == "2026-06-04T03:00:00Z"
+
+
+async def test_a_job_without_a_schedule_runs_by_hand_only_and_resumes_from_now(
+    team: TeamCtx, settings: Settings, sessions: Sessions, clock: FakeClock
+) -> None:
+    await builtin_system_jobs(sessions, clock.now())
+    url = f"/v1/system-jobs/{NIGHTLY}"
+    r = await team.req("PATCH", url, json={"schedule_cron": None})
+    assert r.status_code == 200 and r.json()["next_run_at"] is None
+    clock.set(at("2026-06-03T12:00:00+00:00"))
+    svc = scheduler(settings, sessions, clock)
+    await svc.renew()
+    assert (await svc.tick()).fired == []
+    await team.req("PATCH", url, json={"enabled": False, "schedule_cron": "0 3 * * *"})
+    clock.set(at("2026-06-05T12:00:00+00:00"))
+    r = await team.req("PATCH", url, json={"enabled": True})
+    # Instants that passed while it was disabled are not owed.
+    assert r.json()["next_run_at"] == "2026-06-06T03:00:00Z"
+    await svc.renew()
+    assert (await svc.tick()).fired == []
