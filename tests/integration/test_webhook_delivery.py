@@ -268,11 +268,14 @@ async def test_an_attempt_whose_worker_was_lost_is_made_again_with_the_same_webh
     with Receiver() as receiver:
         hook = await register(team, receiver.url)
         await raise_completed(team, store)
-        async with team.sessions() as db, db.begin():
+        async with team.sessions() as db:
             delivery_id = await db.scalar(sa.select(WebhookDelivery.id))
-            policy = webhook_delivery.Policy.of(settings)
-            # A worker claims the attempt, then dies before sending it.
-            claimed = await webhook_delivery.claim(db, delivery_id, team.clock.now(), policy)
+        policy = webhook_delivery.Policy.of(settings)
+        # A worker claims the attempt, then dies before sending it.
+        async with worker.statements() as statements:
+            claimed = await webhook_delivery.claim(
+                statements, delivery_id, team.clock.now(), policy
+            )
         assert claimed is not None
         assert await leader_drives(team, settings, store) == []  # its lease still runs
         team.clock.advance(policy.lease + timedelta(seconds=1))

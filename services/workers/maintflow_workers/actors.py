@@ -80,8 +80,11 @@ async def deliver_webhook(delivery_id: str) -> None:
             await webhook_delivery.postpone(db, did, ctx.clock.now())
         return
     try:
-        async with ctx.connection() as db:
-            claimed = await webhook_delivery.claim(db, did, ctx.clock.now(), sender.policy)
+        async with ctx.statements() as statements:
+            claimed = await webhook_delivery.claim(statements, did, ctx.clock.now(), sender.policy)
+        if claimed is None:
+            async with ctx.connection() as db:
+                await webhook_delivery.end_unclaimed(db, did, ctx.clock.now())
     except BaseException:
         sender.release()
         raise
@@ -91,13 +94,11 @@ async def deliver_webhook(delivery_id: str) -> None:
 
     async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
         try:
-            async with ctx.connection() as db:
-                status = await webhook_delivery.record(
-                    db, claimed, outcome, ctx.clock.now(), sender.policy
-                )
+            status = await webhook_delivery.record(
+                ctx.statements, ctx.connection, claimed, outcome, ctx.clock.now(), sender.policy
+            )
         except IntegrityError:
-            # The webhook was deleted meanwhile, or the leader already recorded this attempt
-            # as lost and drove the delivery again: nothing of this outcome is left to keep.
+            # The webhook was deleted meanwhile: nothing of this outcome is left to keep.
             log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
             return
         if outcome.succeeded:

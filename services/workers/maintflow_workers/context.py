@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from maintflow_core import ssrf
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_sessionmaker
-from maintflow_core.db.store import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store import SessionWriter, Store, WorkerStatements
 from maintflow_core.settings import Settings
 from maintflow_workers.webhooks import WebhookSender
 
@@ -62,8 +62,9 @@ class WorkerContext:
         async with self.engine.begin() as conn:
             yield conn
 
-    def statements(self) -> AbstractAsyncContextManager[SessionStatements]:
-        """The fan-out's per-target statements (the hot path), on the store's connections."""
+    def statements(self) -> AbstractAsyncContextManager[WorkerStatements]:
+        """The hot paths' statements (the fan-out's per target, a webhook delivery's claim and
+        outcome), on the store's connections."""
         if self._writer is None:
             self._writer = self.store.session_writer(self.engine, self.connections_per_pool)
         return self._writer.connect()

@@ -11,6 +11,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -18,6 +19,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from maintflow_core.db.store.base import DeliveryStatements
 from maintflow_core.models import Notification, Outbox, Webhook, WebhookAttempt, WebhookDelivery
 from maintflow_core.queues import DELIVER_WEBHOOK
 from maintflow_core.records import outbox_row
@@ -163,58 +165,21 @@ class Outcome(NamedTuple):
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _claim_statement() -> sa.Update:
-    url = sa.select(Webhook.url).where(Webhook.id == D.webhook_id).scalar_subquery()
-    secret = sa.select(Webhook.secret).where(Webhook.id == D.webhook_id).scalar_subquery()
-    enabled = sa.exists().where(Webhook.id == D.webhook_id, Webhook.disabled_at.is_(None))
-    return (
-        sa.update(D)
-        .where(D.id == sa.bindparam("delivery_id"), D.status == "queued", enabled)
-        .values(
-            status="delivering",
-            attempts=D.attempts + 1,
-            next_attempt_at=sa.bindparam("lease_until"),
-        )
-        .returning(D.webhook_id, D.attempts, D.body, url.label("url"), secret.label("secret"))
-    )
-
-
-# The hot path's statements, built once (building them per delivery costs more than running
-# them); their values are bound per call.
-_CLAIM = _claim_statement()
-_MOVE_ON = (
-    sa.update(D)
-    .where(
-        D.id == sa.bindparam("delivery_id"),
-        D.status == "delivering",
-        D.attempts == sa.bindparam("attempt"),
-    )
-    .values(
-        status=sa.bindparam("new_status"),
-        last_status_code=sa.bindparam("status_code"),
-        last_error=sa.bindparam("error"),
-        next_attempt_at=sa.bindparam("next_attempt_at"),
-        finished_at=sa.bindparam("finished_at"),
-    )
-)
-_ADD_ATTEMPT = sa.insert(WebhookAttempt)
-
-
 async def claim(
-    db: Executor, delivery_id: uuid.UUID, now: datetime, policy: Policy
+    statements: DeliveryStatements, delivery_id: uuid.UUID, now: datetime, policy: Policy
 ) -> Claimed | None:
-    """Take the next attempt of a queued delivery, in one statement; None when there is none
-    to make (already taken, finished, or its webhook disabled: then it is failed here, without
-    an attempt)."""
-    taken = await db.execute(
-        _CLAIM, {"delivery_id": delivery_id, "lease_until": now + policy.lease}
-    )
-    row = taken.one_or_none()
+    """Take the next attempt of a queued delivery (one statement of the store's); None when
+    there is none to take (see `end_unclaimed`)."""
+    row = await statements.claim_delivery(delivery_id, now + policy.lease)
     if row is None:
-        # Still queued only if its webhook is disabled (or gone with its deliveries).
-        await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
         return None
     return Claimed(delivery_id, row.attempts, row.webhook_id, row.url, row.secret, row.body)
+
+
+async def end_unclaimed(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
+    """After a claim found nothing to take: a delivery still queued then has a disabled
+    webhook, and fails without an attempt (taken or finished ones are left alone)."""
+    await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
 
 
 async def _retrying(db: Executor, webhook_id: uuid.UUID, limit: int) -> bool:
@@ -239,60 +204,63 @@ async def postpone(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
 
 
 async def record(
-    db: Executor, claimed: Claimed, outcome: Outcome, now: datetime, policy: Policy
+    open_statements: Callable[[], AbstractAsyncContextManager[DeliveryStatements]],
+    open_db: Callable[[], AbstractAsyncContextManager[Executor]],
+    claimed: Claimed,
+    outcome: Outcome,
+    now: datetime,
+    policy: Policy,
 ) -> str | None:
-    """The one place a delivery attempt's outcome is recorded: the attempt row, then the
+    """The one place a delivery attempt's outcome is recorded: the attempt row and the
     delivery `succeeded`, `pending` its next attempt after backoff, or `failed` (attempts used
-    up, or 410 Gone, which also disables the webhook). Returns the delivery's new status, or
-    None when the attempt was no longer this worker's (the leader presumed it lost and drove
-    the delivery again): the attempt is still recorded.
+    up, or 410 Gone, which then disables the webhook), in one statement of the store's
+    (`open_statements`); the rarer reads and writes go through `open_db`. Returns the
+    delivery's new status, or None when the attempt was no longer this worker's (the leader
+    presumed it lost, recorded it so and drove the delivery again).
 
     The bound on a failing receiver's work: a delivery waits for a retry only while fewer than
     `max_pending` of its webhook's deliveries do; beyond that it fails at once. Every event
     still gets its first attempt."""
-    await _add_attempt(db, claimed.delivery_id, claimed.attempt, outcome)
     error = outcome.error
     if outcome.succeeded:
         status = "succeeded"
     elif outcome.status_code == GONE or claimed.attempt >= policy.max_attempts:
         status = "failed"
-    elif await _retrying(db, claimed.webhook_id, policy.max_pending):
-        status = "failed"
-        error = f"{error or f'HTTP {outcome.status_code}'}; no retry: {RETRY_LIMIT_NOTE}"
     else:
-        status = "pending"
+        async with open_db() as db:
+            crowded = await _retrying(db, claimed.webhook_id, policy.max_pending)
+        status = "failed" if crowded else "pending"
+        if crowded:
+            error = f"{error or f'HTTP {outcome.status_code}'}; no retry: {RETRY_LIMIT_NOTE}"
     pending = status == "pending"
-    result = await db.execute(
-        _MOVE_ON,
-        {
-            "delivery_id": claimed.delivery_id,
-            "attempt": claimed.attempt,
-            "new_status": status,
-            "status_code": outcome.status_code,
-            "error": error,
-            "next_attempt_at": now + policy.backoff(claimed.attempt) if pending else None,
-            "finished_at": None if pending else now,
-        },
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        return None
+    moved = {
+        "status": status,
+        "last_status_code": outcome.status_code,
+        "last_error": error,
+        "next_attempt_at": now + policy.backoff(claimed.attempt) if pending else None,
+        "finished_at": None if pending else now,
+    }
+    async with open_statements() as statements:
+        attempt = attempt_row(claimed.delivery_id, claimed.attempt, outcome)
+        if not await statements.settle_delivery(attempt, moved):
+            return None
     if outcome.status_code == GONE:
-        await disable(db, claimed.webhook_id, now, f"the receiver answered {GONE} Gone")
+        # After the delivery's own commit (SQLite has one writer). Lost in a crash between
+        # the two, the next delivery's 410 disables the webhook.
+        async with open_db() as db:
+            await disable(db, claimed.webhook_id, now, f"the receiver answered {GONE} Gone")
     return status
 
 
-async def _add_attempt(db: Executor, delivery_id: uuid.UUID, number: int, outcome: Outcome) -> None:
-    await db.execute(
-        _ADD_ATTEMPT,
-        {
-            "delivery_id": delivery_id,
-            "number": number,
-            "started_at": outcome.started_at,
-            "duration_ms": round(outcome.duration_ms, 3),
-            "status_code": outcome.status_code,
-            "error": outcome.error,
-        },
-    )
+def attempt_row(delivery_id: uuid.UUID, number: int, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "number": number,
+        "started_at": outcome.started_at,
+        "duration_ms": round(outcome.duration_ms, 3),
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+    }
 
 
 async def _finish(
@@ -366,7 +334,9 @@ async def drive_due(db: AsyncSession, now: datetime, limit: int, policy: Policy)
         if row.status == "delivering":
             started = row.next_attempt_at - policy.lease
             lost = Outcome(started, policy.lease.total_seconds() * 1000, error=LOST_ATTEMPT)
-            await _add_attempt(db, row.id, row.attempts, lost)
+            await db.execute(
+                sa.insert(WebhookAttempt).values(attempt_row(row.id, row.attempts, lost))
+            )
             if row.attempts >= policy.max_attempts:
                 await _finish(db, row.id, now, "failed", error=LOST_ATTEMPT)
                 continue

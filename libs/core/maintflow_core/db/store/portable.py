@@ -17,8 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session as OrmSession
 
 from maintflow_core.db.session import create_engine
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store, Wake
-from maintflow_core.models import Batch, BatchProgress, MaintenanceSchedule, Outbox, Session
+from maintflow_core.db.store.base import (
+    ClaimedRow,
+    SessionWriter,
+    Store,
+    Wake,
+    WorkerStatements,
+)
+from maintflow_core.models import (
+    Batch,
+    BatchProgress,
+    MaintenanceSchedule,
+    Outbox,
+    Session,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from maintflow_core.records import Advance, Fire, progress_shard, session_rows
 
 
@@ -139,9 +154,72 @@ class PortableStore(Store):
         return _local.listening(wake)
 
 
+def _claim_delivery() -> sa.Update:
+    # SQLite's RETURNING may not name an UPDATE's FROM table, but may hold subqueries.
+    d = WebhookDelivery
+    url = sa.select(Webhook.url).where(Webhook.id == d.webhook_id).scalar_subquery()
+    secret = sa.select(Webhook.secret).where(Webhook.id == d.webhook_id).scalar_subquery()
+    enabled = sa.exists().where(Webhook.id == d.webhook_id, Webhook.disabled_at.is_(None))
+    return (
+        sa.update(d)
+        .where(d.id == sa.bindparam("delivery_id"), d.status == "queued", enabled)
+        .values(
+            status="delivering",
+            attempts=d.attempts + 1,
+            next_attempt_at=sa.bindparam("lease_until"),
+        )
+        .returning(d.webhook_id, d.attempts, d.body, url, secret)
+    )
+
+
+# Built once: building them per delivery costs more than running them.
+_CLAIM_DELIVERY = _claim_delivery()
+_SETTLE_DELIVERY = (
+    sa.update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == sa.bindparam("delivery_id"),
+        WebhookDelivery.status == "delivering",
+        WebhookDelivery.attempts == sa.bindparam("number"),
+    )
+    .values(
+        {
+            name: sa.bindparam(f"moved_{name}")
+            for name in (
+                "status",
+                "last_status_code",
+                "last_error",
+                "next_attempt_at",
+                "finished_at",
+            )
+        }
+    )
+)
+_ADD_ATTEMPT = sa.insert(WebhookAttempt)
+
+
 class _PortableStatements:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def claim_delivery(
+        self, delivery_id: uuid.UUID, lease_until: datetime
+    ) -> ClaimedRow | None:
+        taken = await self.conn.execute(
+            _CLAIM_DELIVERY, {"delivery_id": delivery_id, "lease_until": lease_until}
+        )
+        row = taken.one_or_none()
+        return None if row is None else ClaimedRow(*row)
+
+    async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
+        values = {f"moved_{name}": value for name, value in moved.items()}
+        updated = await self.conn.execute(
+            _SETTLE_DELIVERY,
+            {"delivery_id": attempt["delivery_id"], "number": attempt["number"], **values},
+        )
+        if updated.rowcount == 0:
+            return False
+        await self.conn.execute(_ADD_ATTEMPT, attempt)
+        return True
 
     async def create_session(
         self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
@@ -206,6 +284,6 @@ class _PortableSessionWriter(SessionWriter):
         self.engine = engine
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[SessionStatements]:
+    async def connect(self) -> AsyncIterator[WorkerStatements]:
         async with self.engine.begin() as conn:
             yield _PortableStatements(conn)

@@ -22,7 +22,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.db.session import create_engine, create_sessionmaker
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store, Wake
+from maintflow_core.db.store.base import (
+    ClaimedRow,
+    SessionWriter,
+    Store,
+    Wake,
+    WorkerStatements,
+)
 from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shard
 
 # Everything a worker writes can be derived again from the batch's snapshot: a PostgreSQL crash
@@ -317,9 +323,53 @@ async def _keep_session_state(conn: asyncpg.Connection) -> None:
     An open transaction is still rolled back by asyncpg before this runs."""
 
 
+# A webhook delivery's claim and its outcome: one autocommitted statement each.
+_CLAIM_DELIVERY = """
+UPDATE webhook_deliveries d
+SET status = 'delivering', attempts = d.attempts + 1, next_attempt_at = $2
+FROM webhooks w
+WHERE d.id = $1 AND d.status = 'queued' AND w.id = d.webhook_id AND w.disabled_at IS NULL
+RETURNING d.webhook_id, d.attempts, d.body, w.url, w.secret
+"""
+_SETTLE_DELIVERY = """
+WITH moved AS (
+    UPDATE webhook_deliveries
+    SET status = $3, last_status_code = $4, last_error = $5, next_attempt_at = $6,
+        finished_at = $7
+    WHERE id = $1 AND status = 'delivering' AND attempts = $2
+    RETURNING id
+)
+INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code, error)
+SELECT id, $2, $8, $9, $4, $10 FROM moved
+RETURNING id
+"""
+
+
 class _PostgresStatements:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def claim_delivery(
+        self, delivery_id: uuid.UUID, lease_until: datetime
+    ) -> ClaimedRow | None:
+        row = await self.conn.fetchrow(_CLAIM_DELIVERY, delivery_id, lease_until)
+        return None if row is None else ClaimedRow(*row)
+
+    async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
+        settled = await self.conn.fetchval(
+            _SETTLE_DELIVERY,
+            attempt["delivery_id"],
+            attempt["number"],
+            moved["status"],
+            moved["last_status_code"],
+            moved["last_error"],
+            moved["next_attempt_at"],
+            moved["finished_at"],
+            attempt["started_at"],
+            attempt["duration_ms"],
+            attempt["error"],
+        )
+        return settled is not None
 
     async def create_session(
         self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
@@ -344,7 +394,7 @@ class _PostgresSessionWriter(SessionWriter):
         self._pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[SessionStatements]:
+    async def connect(self) -> AsyncIterator[WorkerStatements]:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.dsn.render_as_string(hide_password=False),
