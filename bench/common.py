@@ -59,6 +59,9 @@ DATA_TABLES = (
     "flows",
     "idempotency_keys",
     "scheduler_leases",
+    "maintenance_window_updates",
+    "maintenance_windows",
+    "system_job_runs",
 )
 
 

@@ -77,6 +77,18 @@ async def start_empty_worker(bench: Bench) -> Proc:
     return proc
 
 
+def relay_service(bench: Bench, broker: dramatiq.Broker) -> SchedulerService:
+    """The scheduler leader's relay, run by hand in this process (`renew`, then `relay`)."""
+    return SchedulerService(
+        bench.settings,
+        bench.sessions,
+        SystemClock(),
+        broker,
+        "bench-relay",
+        store=open_store(bench.settings),
+    )
+
+
 async def new_fire(bench: Bench, targets: int, offset: int) -> uuid.UUID:
     """A schedule of `targets` targets, claimed by the real claim transaction: returns the new
     batch, whose outbox row is waiting for the relay."""
@@ -170,24 +182,11 @@ async def drain_empty(bench: Bench, broker: dramatiq.Broker, n: int) -> dict[str
     return {"messages": n, "elapsed_s": elapsed, "messages_per_s": n / elapsed}
 
 
-def relay_service(bench: Bench) -> tuple[dramatiq.Broker, SchedulerService]:
-    """A broker and a scheduler service of this run that `drive` relays fires with."""
-    broker = build_broker(bench.settings)
-    service = SchedulerService(
-        bench.settings,
-        bench.sessions,
-        SystemClock(),
-        broker,
-        "bench-relay",
-        store=open_store(bench.settings),
-    )
-    return broker, service
-
-
 async def measure(bench: Bench, targets: int, reps: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Interleaved reps of the baseline and the fan-out; the best of each (least disturbed by
     whatever else the machine runs). Both workers are up for the whole measurement."""
-    broker, service = relay_service(bench)
+    broker = build_broker(bench.settings)
+    service = relay_service(bench, broker)
     worker = empty = None
     try:
         worker = await start_worker(bench)

@@ -1,4 +1,4 @@
-"""Row 7 — what the metrics cost: row 1's fan-out (sessions/s of one fire) and row 6's API read
+"""Row 11 — what the metrics cost: row 1's fan-out (sessions/s of one fire) and row 6's API read
 (`GET /v1/batches`, req/s at 32 connections) with metrics on (the default) against the same with
 `MAINTFLOW_METRICS_ENABLED=false`, alternated in one run. Target: on/off ≥ 0.95. Each mode's
 figure is its best round, the one least disturbed by whatever else the machine runs (as row 1
@@ -20,6 +20,7 @@ from bench.common import (
 )
 from bench.fanout import drive, relay_service, start_worker
 from bench.reads import load, seed
+from maintflow_workers.broker import build_broker
 
 TARGET = 0.95
 SWITCH = "METRICS_ENABLED"
@@ -28,7 +29,8 @@ MODES = {"on": "true", "off": "false"}
 
 async def fanout_rates(bench: Bench, targets: int, reps: int) -> dict[str, list[float]]:
     """Per mode, sessions/s of `reps` fires, a worker of that mode at a time, modes in turn."""
-    broker, service = relay_service(bench)
+    broker = build_broker(bench.settings)
+    service = relay_service(bench, broker)
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     offset = 100
     try:
@@ -46,7 +48,8 @@ async def fanout_rates(bench: Bench, targets: int, reps: int) -> dict[str, list[
                 if rep:
                     rates[mode].append(fired["sessions_per_s"])
                     log(
-                        f"row 7: fan-out, metrics {mode}: {fired['sessions_per_s']:,.0f} sessions/s"
+                        f"row 11: fan-out, metrics {mode}: "
+                        f"{fired['sessions_per_s']:,.0f} sessions/s"
                     )
     finally:
         await service.stop()
@@ -76,7 +79,7 @@ async def read_rates(bench: Bench, rounds: int, seconds: float) -> dict[str, lis
                 figures = await load(f"{api.url}/v1/batches", bench.token, seconds, bench.dsn)
                 assert figures["non_2xx"] == 0, figures
                 rates[mode].append(figures["req_per_s"])
-                log(f"row 7: GET /v1/batches, metrics {mode}: {figures['req_per_s']:,.0f} req/s")
+                log(f"row 11: GET /v1/batches, metrics {mode}: {figures['req_per_s']:,.0f} req/s")
     finally:
         for api in apis.values():
             bench.stop(api)
@@ -108,6 +111,6 @@ async def run(bench: Bench) -> list[Result]:
     await bench.reset()
     reads = await read_rates(bench, rounds=bench.size(1, 5), seconds=bench.size(3.0, 5.0))
     return [
-        result("7a", f"fan-out of {targets:,} targets, metrics on vs off", " sessions/s", fan),
-        result("7b", "GET /v1/batches at 32 connections, metrics on vs off", " req/s", reads),
+        result("11a", f"fan-out of {targets:,} targets, metrics on vs off", " sessions/s", fan),
+        result("11b", "GET /v1/batches at 32 connections, metrics on vs off", " req/s", reads),
     ]

@@ -3,8 +3,9 @@ table (measured, baseline, ratio, target, verdict) and write everything as JSON.
 
 Each row measures its baseline in the same run on the same machine; only ratios are compared
 with targets. Rows: 1 fan-out, 2 storm, 3 tick cost, 4 scheduler memory, 5 batch launch,
-6 API reads, 7 the metrics' cost (rows 1 and 6 with metrics on vs off). The exit status is
-non-zero only if a row failed to run: a missed target is a finding, not an error."""
+6 API reads, 7 stream fan-out, 8 webhook throughput, 9 maintenance windows, 10 retention,
+11 the metrics' cost (rows 1 and 6 with metrics on vs off). The exit status is non-zero only if
+a row failed to run: a missed target is a finding, not an error."""
 
 from __future__ import annotations
 
@@ -25,7 +26,19 @@ from typing import Any
 
 import asyncpg
 
-from bench import fanout, launch, memory, metrics_cost, reads, storm, tick
+from bench import (
+    fanout,
+    launch,
+    memory,
+    metrics_cost,
+    reads,
+    retention,
+    storm,
+    stream,
+    tick,
+    webhooks,
+    windows,
+)
 from bench.common import (
     ROOT,
     SERVER_URL,
@@ -45,7 +58,11 @@ ROWS: dict[str, tuple[str, Callable[[Bench], Awaitable[list[Result]]]]] = {
     "4": ("scheduler memory", memory.run),
     "5": ("batch launch", launch.run),
     "6": ("API reads", reads.run),
-    "7": ("metrics cost", metrics_cost.run),
+    "7": ("stream fan-out", stream.run),
+    "8": ("webhook throughput", webhooks.run),
+    "9": ("maintenance windows", windows.run),
+    "10": ("retention", retention.run),
+    "11": ("metrics cost", metrics_cost.run),
 }
 COLUMNS = ("row", "what", "measured", "baseline", "ratio", "target", "verdict")
 

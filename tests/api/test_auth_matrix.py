@@ -9,10 +9,27 @@ from typing import Any
 
 import httpx
 
-from maintflow_core.models import Notification
 from tests.conftest import TeamCtx, new_flow, new_target_list
+from tests.kit.seed import local_webhook, ready_notification
 
-ADMIN_ONLY = {("POST", "/v1/users"), ("GET", "/v1/users"), ("DELETE", "/v1/users/{user_id}")}
+ADMIN_ONLY = {
+    ("POST", "/v1/users"),
+    ("GET", "/v1/users"),
+    ("DELETE", "/v1/users/{user_id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/test"),
+    ("GET", "/v1/system-jobs"),
+    ("PATCH", "/v1/system-jobs/{key}"),
+    ("POST", "/v1/system-jobs/{key}/run"),
+    ("GET", "/v1/system-job-runs"),
+    ("GET", "/v1/system-job-runs/{run_id}"),
+}
+# System jobs belong to the deployment, not to a team: any team's admin may read and run them.
+DEPLOYMENT_WIDE = ("/v1/system-jobs", "/v1/system-job-runs")
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 # Marking one's notifications read is a reader's own bookkeeping: allowed to viewers.
 VIEWER_WRITES = {
@@ -47,20 +64,21 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
     eng = await t.req(
         "POST", "/v1/users", json={"email": f"{uuid.uuid4().hex[:6]}@x.io", "role": "viewer"}
     )
-    note_id = uuid.uuid4()
-    async with t.sessions() as db, db.begin():
-        db.add(
-            Notification(
-                id=note_id,
-                team_id=t.team_id,
-                event="batch.ready",
-                title="t",
-                message="m",
-                batch_id=uuid.UUID(batch["batch_id"]),
-                created_at=t.clock.now(),
-            )
-        )
+    note_id = await ready_notification(t, uuid.UUID(batch["batch_id"]))
+    w = await t.req(
+        "POST",
+        "/v1/maintenance-windows",
+        json={
+            "title": "Switch upgrade",
+            "start_at": "2030-01-01T00:00:00Z",
+            "end_at": "2030-01-01T01:00:00Z",
+        },
+    )
+    assert w.status_code == 201, w.text
     return {
+        "key": "retention_cleanup_manual",
+        "run_id": str(uuid.uuid4()),
+        "window_id": w.json()["id"],
         "notification_id": str(note_id),
         "flow_id": flow["id"],
         "list_id": tl["id"],
@@ -68,6 +86,7 @@ async def _fixture_ids(t: TeamCtx) -> dict[str, str]:
         "session_id": batch["sessions"][0]["id"],
         "schedule_id": s.json()["id"],
         "user_id": eng.json()["id"],
+        "webhook_id": await local_webhook(t),
     }
 
 
@@ -90,6 +109,10 @@ async def test_every_route_needs_a_token(team: TeamCtx) -> None:
             "schedule_id",
             "user_id",
             "notification_id",
+            "window_id",
+            "key",
+            "run_id",
+            "webhook_id",
         )
     }
     routes = await _routes(team.client)
@@ -126,6 +149,10 @@ def _snapshot_tables() -> list[str]:
         "maintenance_schedules",
         "users",
         "notifications",
+        "maintenance_windows",
+        "maintenance_window_updates",
+        "webhooks",
+        "webhook_deliveries",
     ]
 
 
@@ -147,7 +174,7 @@ async def test_another_teams_ids_are_answered_as_missing(
     before = await _dump(team)
     leaked = set(ids.values())
     for method, path in await _routes(team.client):
-        if "{" not in path:
+        if "{" not in path or path.startswith(DEPLOYMENT_WIDE):
             continue
         r = await other_team.req(method, _fill(path, ids), json={})
         assert r.status_code in (404, 422), (method, path, r.status_code, r.text)
@@ -169,6 +196,8 @@ async def test_another_teams_ids_are_answered_as_missing(
         ("PUT", f"/v1/target-lists/{ids['list_id']}", {"name": "n", "targets": [{"label": "x"}]}),
         ("PATCH", f"/v1/maintenance-schedules/{ids['schedule_id']}", {"misfire_policy": "skip"}),
         ("POST", f"/v1/maintenance-schedules/{ids['schedule_id']}/pause", {"reason": "x"}),
+        ("PATCH", f"/v1/maintenance-windows/{ids['window_id']}", {"title": "stolen"}),
+        ("POST", f"/v1/maintenance-windows/{ids['window_id']}/updates", {"message": "x"}),
     ]
     for method, url, body in probes:
         r = await other_team.req(method, url, json=body)
@@ -180,6 +209,7 @@ async def test_another_teams_ids_are_answered_as_missing(
         "/v1/sessions",
         "/v1/batches",
         "/v1/maintenance-schedules",
+        "/v1/maintenance-windows",
     ]
     for url in lists:
         assert (await other_team.req("GET", url)).json()["items"] == [], url

@@ -73,7 +73,7 @@ async def test_ops_endpoints_answer(team: TeamCtx) -> None:
     ready = await team.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
     queues = (await team.req("GET", "/v1/ops/queues")).json()
-    assert {q["name"] for q in queues} == {"fanout", "sessions"}
+    assert {q["name"] for q in queues} == {"fanout", "sessions", "webhooks", "system"}
     status = (await team.req("GET", "/v1/ops/scheduler")).json()
     assert status == {
         "leader_id": None,

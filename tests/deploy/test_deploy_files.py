@@ -174,7 +174,8 @@ def test_every_command_deploy_runs_is_a_real_maintflow_command() -> None:
 
 
 def connections(api: int, api_processes: int, schedulers: int, workers: int, threads: int) -> int:
-    per_api = DEFAULTS.db_pool_size + DEFAULTS.db_max_overflow
+    # A pool, and the live notification streams' one LISTEN connection (docs/operations.md).
+    per_api = DEFAULTS.db_pool_size + DEFAULTS.db_max_overflow + 1
     per_worker = 2 * threads  # a SQLAlchemy pool and an asyncpg pool, each of `threads`
     probes = (schedulers + workers) * PROBE_CONNECTIONS
     return (

@@ -32,7 +32,7 @@ def sample(text: str, series: str) -> float:
 
 
 def test_metrics_of_every_role_on_the_one_port(dev: Dev) -> None:
-    schedule = new_schedule(dev, "Metrics", [f"m-{i}" for i in range(5)], "0 3 * * *")
+    _flow, _hosts, schedule = new_schedule(dev.api, "Metrics", [f"m-{i}" for i in range(5)])
     run = dev.api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
     assert run.status_code == 202, run.text
 

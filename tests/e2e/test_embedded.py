@@ -41,7 +41,9 @@ def every_batch_ready(workdir: Path) -> bool:
 def test_the_embedded_mode_fires_schedules_and_keeps_its_data(tmp_path: Path) -> None:
     port = free_port()
     with running_dev(tmp_path, port) as dev:
-        schedule = new_schedule(dev, "Rotate certs", ["web-1", "web-2"], "* * * * * */2")
+        _flow, _hosts, schedule = new_schedule(
+            dev.api, "Rotate certs", ["web-1", "web-2"], "* * * * * */2"
+        )
         what = "3 ready scheduled batches"
         poll_until_sync(
             lambda: ready_batches(tmp_path) >= 3, 30, what, every=0.25, detail=dev.proc.tail

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.kit.dev import created, running_dev
+from tests.kit.dev import new_schedule, running_dev
 from tests.kit.logs import assert_no_job_failures
 from tests.kit.poll import poll_until_sync
 from tests.kit.procs import free_port
 
 pytestmark = pytest.mark.e2e
-STEPS = [{"id": "end", "type": "procedure_end", "title": "Done"}]
 
 
 def test_run_now_in_the_embedded_mode_fans_out_and_notifies_within_seconds(
@@ -24,27 +23,8 @@ def test_run_now_in_the_embedded_mode_fans_out_and_notifies_within_seconds(
 ) -> None:
     with running_dev(tmp_path, free_port()) as dev:
         api = dev.api
-        flow = created(
-            api.post(
-                "/v1/flows",
-                json={"name": "Renew certs", "flow_type": "maintenance", "steps": STEPS},
-            )
-        )
-        hosts = created(
-            api.post(
-                "/v1/target-lists",
-                json={"name": "rds", "targets": [{"label": "rds-1"}, {"label": "rds-2"}]},
-            )
-        )
-        schedule = created(
-            api.post(
-                "/v1/maintenance-schedules",
-                json={
-                    "flow_id": flow["id"],
-                    "target_list_id": hosts["id"],
-                    "cron_expression": "0 3 * * *",
-                },
-            )
+        _flow, hosts, schedule = new_schedule(
+            api, "Renew certs", ["rds-1", "rds-2"], list_name="rds"
         )
         resp = api.post(f"/v1/maintenance-schedules/{schedule['id']}/run-now")
         assert resp.status_code == 202, resp.text

@@ -87,7 +87,13 @@ def _real_ids(values: object, ids: dict[str, list[str]]) -> st.SearchStrategy[An
 
 
 DOCUMENT = create_app(Settings()).openapi()
-schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=_config())
+# The live stream answers a valid request with a response that never ends, which an in-process
+# call would wait for until the example times out; its contract (401, 503, the messages, resume)
+# is tested against real servers in tests/e2e/test_notification_stream.py and
+# tests/api/test_notification_stream.py.
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=_config()).exclude(
+    operation_id="notifications_stream"
+)
 
 
 def _shadowed(paths: list[str]) -> frozenset[str]:

@@ -4,6 +4,8 @@ scheduler service on a fake clock with an in-memory broker."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,3 +74,17 @@ async def fired_instants(t: TeamCtx, schedule_id: str) -> list[Any]:
             .order_by(Batch.scheduled_for)
         )
         return list(found)
+
+
+def transactions(
+    sessions: async_sessionmaker[AsyncSession],
+) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+    """One transaction per call, as a worker's context opens them (`WorkerContext.transaction`):
+    for use-cases that run several short transactions of their own (a system job)."""
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[AsyncSession]:
+        async with sessions() as db, db.begin():
+            yield db
+
+    return transaction

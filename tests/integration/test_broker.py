@@ -14,7 +14,15 @@ import pytest
 
 from maintflow_broker.enqueue import enqueue_many, outbox_messages
 from maintflow_broker.queues import oldest_queued_at, queue_stats
-from maintflow_core.queues import FANOUT_QUEUE, FIRE_BATCH, SESSIONS_QUEUE
+from maintflow_core.queues import (
+    DELIVER_WEBHOOK,
+    FANOUT_QUEUE,
+    FIRE_BATCH,
+    RUN_SYSTEM_JOB,
+    SESSIONS_QUEUE,
+    SYSTEM_QUEUE,
+    WEBHOOKS_QUEUE,
+)
 from maintflow_core.settings import Settings
 from maintflow_workers.broker import build_broker
 from tests.kit.broker import redis_broker
@@ -71,20 +79,31 @@ def test_queue_stats_count_the_messages_the_relay_makes(broker: Any) -> None:
     assert {q["name"]: q["depth"] for q in queue_stats(broker)} == {
         FANOUT_QUEUE: 0,
         SESSIONS_QUEUE: 0,
+        WEBHOOKS_QUEUE: 0,
+        SYSTEM_QUEUE: 0,
     }
     batch_id = str(uuid.uuid4())
     messages, unknown = outbox_messages(
-        [(1, FIRE_BATCH.name, {"batch_id": batch_id}), (2, "no_such_kind", {})]
+        [
+            (1, FIRE_BATCH.name, {"batch_id": batch_id}),
+            (2, "no_such_kind", {}),
+            (3, DELIVER_WEBHOOK.name, {"delivery_id": str(uuid.uuid4())}),
+            (4, RUN_SYSTEM_JOB.name, {"run_id": str(uuid.uuid4())}),
+        ]
     )
     assert [row[0] for row in unknown] == [2]
     enqueue_many(broker, messages)
     stats = {q["name"]: q for q in queue_stats(broker)}
     assert stats[FANOUT_QUEUE] == {"name": FANOUT_QUEUE, "depth": 1, "delayed": 0, "dead_letter": 0}
     assert stats[SESSIONS_QUEUE]["depth"] == 0
+    # A webhook delivery waits on a queue of its own, never behind a fan-out.
+    assert stats[WEBHOOKS_QUEUE]["depth"] == 1
+    # So does a system job's run.
+    assert stats[SYSTEM_QUEUE]["depth"] == 1
 
 
 def test_without_a_broker_every_queue_reads_empty() -> None:
     assert queue_stats(None) == [
         {"name": q, "depth": 0, "delayed": 0, "dead_letter": 0}
-        for q in (FANOUT_QUEUE, SESSIONS_QUEUE)
+        for q in (FANOUT_QUEUE, SESSIONS_QUEUE, WEBHOOKS_QUEUE, SYSTEM_QUEUE)
     ]

@@ -49,7 +49,9 @@ async def fire(
 
 async def notifications(team: TeamCtx, batch_id: uuid.UUID) -> list[Any]:
     return await rows(
-        team, "SELECT event, message FROM notifications WHERE batch_id = :b", b=batch_id
+        team,
+        "SELECT event, message FROM notifications WHERE batch_id = :b ORDER BY seq",
+        b=batch_id,
     )
 
 
@@ -183,7 +185,12 @@ async def test_a_schedule_without_targets_makes_an_empty_batch_and_says_so(
         (
             "batch.ready",
             "Maintenance run ready: Certs — 0 sessions created (the schedule has no target list)",
-        )
+        ),
+        # None of its (no) sessions is open: it is complete as soon as it is ready.
+        (
+            "batch.completed",
+            "Maintenance run completed: Certs — 0 completed, 0 failed, 0 cancelled",
+        ),
     ]
 
 

@@ -10,7 +10,7 @@ and answers /healthz, stopped with Ctrl-C at the end of the block.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,12 @@ def _token(proc: Proc) -> str | None:
 
 
 @contextmanager
-def running_dev(workdir: Path, port: int) -> Iterator[Dev]:
+def running_dev(workdir: Path, port: int, env: Mapping[str, str] | None = None) -> Iterator[Dev]:
     """`maintflow dev --port P` in `workdir` (with MAINTFLOW_MIN_SCHEDULE_INTERVAL_S=1: a seconds
-    schedule may fire every second), ready (token printed, /healthz 200); stopped with Ctrl-C
-    (SIGINT) at the end of the block, its exit code in `exit_code`."""
-    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1"})
+    schedule may fire every second, and the MAINTFLOW_* variables of `env`), ready (token
+    printed, /healthz 200); stopped with Ctrl-C (SIGINT) at the end of the block, its exit code
+    in `exit_code`."""
+    env = clean_environ({"MAINTFLOW_MIN_SCHEDULE_INTERVAL_S": "1", **(env or {})})
     proc = spawn("dev", [*maintflow_command(), "dev", "--port", str(port)], workdir, env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -70,16 +71,31 @@ def created(r: httpx.Response) -> dict[str, Any]:
     return dict(r.json())
 
 
-def new_schedule(dev: Dev, name: str, labels: list[str], cron: str) -> dict[str, Any]:
-    """A flow, a target list of `labels` and a schedule of them on `cron`, created over HTTP."""
-    steps = [{"id": "e", "type": "procedure_end", "title": "Done"}]
-    body = {"name": name, "flow_type": "maintenance", "steps": steps}
-    flow = created(dev.api.post("/v1/flows", json=body))
-    targets = [{"label": label} for label in labels]
-    tl = created(dev.api.post("/v1/target-lists", json={"name": name, "targets": targets}))
-    return created(
-        dev.api.post(
-            "/v1/maintenance-schedules",
-            json={"flow_id": flow["id"], "target_list_id": tl["id"], "cron_expression": cron},
+ONE_STEP = [{"id": "end", "type": "procedure_end", "title": "Done"}]
+
+
+def new_schedule(
+    api: httpx.Client,
+    flow_name: str,
+    labels: list[str],
+    cron: str = "0 3 * * *",
+    list_name: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Through the API: a one-step maintenance flow, a target list of `labels` (named
+    `list_name`, else as the flow), and a schedule of the flow on the list at `cron` (by default
+    03:00 every day: nothing due soon, runs come from run-now). Returns (flow, list, schedule)."""
+    flow = created(
+        api.post(
+            "/v1/flows", json={"name": flow_name, "flow_type": "maintenance", "steps": ONE_STEP}
         )
     )
+    targets = [{"label": label} for label in labels]
+    body = {"name": list_name or flow_name, "targets": targets}
+    hosts = created(api.post("/v1/target-lists", json=body))
+    schedule = created(
+        api.post(
+            "/v1/maintenance-schedules",
+            json={"flow_id": flow["id"], "target_list_id": hosts["id"], "cron_expression": cron},
+        )
+    )
+    return flow, hosts, schedule

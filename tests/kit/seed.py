@@ -9,9 +9,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from maintflow_core.models import Notification
+from maintflow_core.db.store import PortableStore
+from maintflow_core.models import Notification, SystemJob
+from maintflow_core.settings import Settings
+from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.usecases.system_jobs import builtin_rows
+from maintflow_core.usecases.webhooks import create_webhook
 
 STEPS = [
     {"id": "s1", "type": "procedure_step", "title": "Drain the host"},
@@ -89,10 +95,46 @@ class OneOfEach:
         }
 
 
+async def raised(
+    t: Team,
+    event: Event = Event.SYSTEM_JOB_FAILED,
+    cause: uuid.UUID | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    batch_id: uuid.UUID | None = None,
+) -> Notification | None:
+    """`event` raised for the team because of `cause` (a new one by default) in a transaction of
+    its own, as the application raises it — but announced to nobody listening on PostgreSQL
+    (through the portable store, which tells only listeners in its own process). The
+    notification, or None if that cause had raised it already."""
+    async with t.sessions() as db, db.begin():
+        return await raise_event(
+            db,
+            PortableStore(Settings()),
+            t.clock.now(),
+            t.team_id,
+            event,
+            data or {},
+            cause or uuid.uuid4(),
+            title=f"{event.value} (test)",
+            message="raised by a test",
+            batch_id=batch_id,
+        )
+
+
+async def ready_notification(t: Team, batch_id: uuid.UUID, sessions: int = 0) -> uuid.UUID:
+    """A "batch.ready" event of `batch_id` raised for the team as the workers raise it (any
+    batch will do: tests that need a notification to read, mark or stream). Its id."""
+    data = {"batch_id": str(batch_id), "sessions": sessions}
+    note = await raised(t, Event.BATCH_READY, batch_id, data=data, batch_id=batch_id)
+    assert note is not None, f"batch {batch_id} already had its batch.ready"
+    return note.id
+
+
 async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
     """A maintenance flow, a target list of `targets`, a batch launched from both (with its
     sessions), a schedule of the flow on the list, a viewer, and a "batch.ready" notification
-    of the batch (written directly: only the workers make notifications)."""
+    of the batch (raised directly: only the workers raise it for a fired batch)."""
     flow = await new_flow(t)
     tl = await new_target_list(t, targets)
     batch = await created(
@@ -106,19 +148,7 @@ async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
     viewer = await created(
         t, "/v1/users", {"email": f"{uuid.uuid4().hex[:6]}@example.com", "role": "viewer"}
     )
-    note_id = uuid.uuid4()
-    async with t.sessions() as db, db.begin():
-        db.add(
-            Notification(
-                id=note_id,
-                team_id=t.team_id,
-                event="batch.ready",
-                title="Maintenance run ready",
-                message=f"{targets} sessions created",
-                batch_id=uuid.UUID(str(batch["batch_id"])),
-                created_at=t.clock.now(),
-            )
-        )
+    note_id = await ready_notification(t, uuid.UUID(str(batch["batch_id"])), targets)
     return OneOfEach(
         flow_id=str(flow["id"]),
         list_id=str(tl["id"]),
@@ -128,3 +158,22 @@ async def one_of_each(t: Team, targets: int = 3) -> OneOfEach:
         user_id=str(viewer["id"]),
         notification_id=str(note_id),
     )
+
+
+async def builtin_system_jobs(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    """The built-in system jobs as the migration seeds them, due at their next instant after
+    `now` (in place of those the database had, if any: tests empty tables, or set the clock)."""
+    async with sessions() as db, db.begin():
+        await db.execute(sa.delete(SystemJob))
+        await db.execute(sa.insert(SystemJob), builtin_rows(now))
+
+
+async def local_webhook(t: Team, events: tuple[str, ...] = (Event.WINDOW_COMPLETED,)) -> str:
+    """A webhook of the team on 127.0.0.1's discard port (registered as with private targets
+    allowed), for tests that need a webhook's id. Nothing is ever sent to it: no worker runs
+    where it is used. Its id."""
+    async with t.sessions() as db, db.begin():
+        hook = await create_webhook(
+            db, t.clock, t.team_id, "http://127.0.0.1:9/hooks", events, None, allow_private=True
+        )
+    return str(hook.id)

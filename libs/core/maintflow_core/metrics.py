@@ -111,7 +111,9 @@ FANOUT_DURATION = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 NOTIFICATIONS = Counter(
-    "maintflow_notifications_total", "Notifications written, by event.", ["event"]
+    "maintflow_notifications_total",
+    "Notifications raised by this process (inbox rows written in the raising transaction).",
+    ["event"],
 )
 WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")
 WEBHOOK_DELIVERIES = Counter(
@@ -167,6 +169,7 @@ ROLE_PREFIXES = {
         "maintflow_outbox_",
         "maintflow_reconciler_",
         "maintflow_queue_",
+        "maintflow_notifications",
     ),
     "worker": (
         "maintflow_sessions_",
@@ -295,6 +298,6 @@ def http_request(route: str, method: str, status: int, seconds: float) -> None:
 
 
 def webhook_delivery(outcome: str) -> None:
-    """Lead: call from the webhook delivery actor (outcome in WEBHOOK_OUTCOMES)."""
+    """A delivery attempt recorded (usecases.webhook_delivery.record); outcome in WEBHOOK_OUTCOMES."""
     if _enabled:
         WEBHOOK_DELIVERIES.labels(outcome).inc()

@@ -10,7 +10,12 @@ from typing import Any
 
 FANOUT_QUEUE = "fanout"
 SESSIONS_QUEUE = "sessions"
-QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE)
+# Webhook deliveries wait on other systems: a queue of their own, so they never delay a fan-out.
+WEBHOOKS_QUEUE = "webhooks"
+# System jobs too: a nightly run must not wait behind a fan-out storm's session messages, and a
+# long run is visible on its own in GET /v1/ops/queues.
+SYSTEM_QUEUE = "system"
+QUEUES = (FANOUT_QUEUE, SESSIONS_QUEUE, WEBHOOKS_QUEUE, SYSTEM_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -37,4 +42,11 @@ class OutboxKind:
 # stored say "fire_schedule": the name stays).
 FIRE_BATCH = OutboxKind("fire_schedule", FANOUT_QUEUE, ("batch_id",))
 
-KINDS: dict[str, OutboxKind] = {kind.name: kind for kind in (FIRE_BATCH,)}
+# One attempt of a webhook delivery (the delivery row says which attempt, and whether any is due).
+DELIVER_WEBHOOK = OutboxKind("deliver_webhook", WEBHOOKS_QUEUE, ("delivery_id",))
+# A system job's run: execute it once (a run already taken up is left to its deadline).
+RUN_SYSTEM_JOB = OutboxKind("run_system_job", SYSTEM_QUEUE, ("run_id",))
+
+KINDS: dict[str, OutboxKind] = {
+    kind.name: kind for kind in (FIRE_BATCH, DELIVER_WEBHOOK, RUN_SYSTEM_JOB)
+}

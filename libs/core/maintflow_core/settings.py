@@ -144,6 +144,26 @@ class Settings(BaseSettings):
         "runs; the leader's sweep is what bounds recovery.",
     )
 
+    retention_days: int = Field(
+        90,
+        ge=1,
+        description="retention_cleanup deletes finished batches (with their sessions), read "
+        "notifications, webhook deliveries and relayed outbox rows older than this many days.",
+    )
+    retention_chunk_rows: int = Field(
+        1000,
+        ge=1,
+        description="retention_cleanup deletes in chunks of about this many rows, each chunk "
+        "its own short transaction (a batch's sessions always go in one chunk with it).",
+    )
+    system_job_time_limit_s: float = Field(
+        3600,
+        gt=0,
+        description="Time limit of one system job run: a run still `running` this long after "
+        "a worker took it up (or after it was started, if none did) lost its worker and is "
+        "marked failed.",
+    )
+
     api_keep_alive_s: int = Field(
         75,
         description="How long the API keeps an idle HTTP connection open. Above a load "
@@ -161,6 +181,16 @@ class Settings(BaseSettings):
         description="Batch launches and run-nows per API token, counted apart (and also "
         "against `rate_limit`), in the same notation. Empty: no limit of their own.",
     )
+    sse_max_streams: int = Field(
+        1000,
+        description="Live notification streams (`GET /v1/notifications/stream`) one API process "
+        "keeps open at once; a connection beyond it is answered 503 with Retry-After.",
+    )
+    sse_poll_s: float = Field(
+        5,
+        description="How often an API process reads its open streams' teams' notifications "
+        "even when nothing announced any (a safety net: announcements wake streams at once).",
+    )
     idempotency_ttl_s: int = Field(86_400, description="How long an Idempotency-Key is remembered.")
     max_targets: int = Field(10_000, description="Most targets in one list or batch.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest accepted request body.")
@@ -173,6 +203,45 @@ class Settings(BaseSettings):
         if value and limits.parse(value).amount < 1:
             raise ValueError("must allow at least one request")
         return value
+
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let webhooks reach loopback, private, link-local, metadata and other "
+        "non-global addresses (a receiver on the same machine or network). Off: such URLs are "
+        "refused at registration (422) and at delivery.",
+    )
+    webhook_timeout_s: float = Field(
+        10,
+        gt=0,
+        description="Longest one webhook delivery attempt may take, connection included; "
+        "a slower receiver's attempt fails with a timeout.",
+    )
+    webhook_max_attempts: int = Field(
+        12,
+        ge=1,
+        description="Attempts of one webhook delivery before it is marked failed (at the "
+        "shipped backoff, its retries span 1.7 to 3.4 hours).",
+    )
+    webhook_backoff_base_s: float = Field(
+        10,
+        description="Delay before a webhook delivery's second attempt; it doubles for each "
+        "further attempt, up to `MAINTFLOW_WEBHOOK_BACKOFF_MAX_S`, with random jitter "
+        "(between half and all of it).",
+    )
+    webhook_backoff_max_s: float = Field(3600, description="Longest delay between two attempts.")
+    webhook_max_pending: int = Field(
+        1000,
+        ge=1,
+        description="Deliveries of one webhook that may wait for a retry at once. A delivery "
+        "that fails while that many wait is failed at once, without retries (every event still "
+        "gets its first attempt), so a receiver that is down for a day costs bounded work.",
+    )
+    webhook_concurrency: int = Field(
+        64,
+        ge=1,
+        description="Webhook requests in flight at once per worker process. They run beside "
+        "the worker threads, so slow receivers never hold a thread another queue needs.",
+    )
 
     @property
     def is_sqlite(self) -> bool:

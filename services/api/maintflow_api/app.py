@@ -20,9 +20,13 @@ from maintflow_api.routes import (
     ops,
     schedules,
     sessions,
+    system_jobs,
     target_lists,
     users,
+    webhooks,
+    windows,
 )
+from maintflow_api.streams import StreamHub
 from maintflow_broker.brokers import new_broker
 from maintflow_core import metrics
 from maintflow_core.clock import Clock, SystemClock
@@ -88,12 +92,20 @@ def create_app(
             # Only read (queue depths): a short timeout, so a hung Redis fails the request.
             state.broker = new_broker(settings, socket_timeout=2, socket_connect_timeout=2)
         state.limits = RequestLimits(settings)
+        state.streams = StreamHub(
+            state.open_read_db or state.open_db,
+            chosen,
+            settings.sse_max_streams,
+            settings.sse_poll_s,
+        )
+        await state.streams.start()
         app.state.maintflow = state
         if on_startup:
             await on_startup(state)
         try:
             yield
         finally:
+            await state.streams.stop()
             if on_shutdown:
                 await on_shutdown(state)
             if settings.redis_url and state.broker is not None:
@@ -111,7 +123,18 @@ def create_app(
         dependencies=[Depends(known_query_only), Depends(per_token)],
     )
     errors.install(app)
-    for module in (users, flows, target_lists, sessions, schedules, notifications, ops):
+    for module in (
+        users,
+        flows,
+        target_lists,
+        sessions,
+        schedules,
+        windows,
+        system_jobs,
+        notifications,
+        webhooks,
+        ops,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     observe.install(app)

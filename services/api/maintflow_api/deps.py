@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_api.ratelimit import RequestLimits
+from maintflow_api.streams import StreamHub
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
 from maintflow_core.logging import add_log_field
@@ -37,6 +38,8 @@ class AppState:
     # Whose metrics /metrics exports (maintflow_core.metrics.ROLE_PREFIXES): the API's, or every
     # role's in the embedded mode.
     metric_roles: tuple[str, ...] = ("api",)
+    # The live notification streams of this process (started with the app).
+    streams: StreamHub | None = None
 
 
 def _state_of(request: Request) -> AppState:

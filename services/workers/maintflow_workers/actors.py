@@ -9,12 +9,14 @@ import uuid
 from typing import Any
 
 import dramatiq
+from sqlalchemy.exc import IntegrityError
 
 from maintflow_broker.enqueue import enqueue_many
 from maintflow_core import metrics
-from maintflow_core.queues import FIRE_BATCH, SESSIONS_QUEUE
+from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, RUN_SYSTEM_JOB, SESSIONS_QUEUE
 from maintflow_core.settings import Settings
-from maintflow_core.usecases import fanout
+from maintflow_core.usecases import fanout, system_jobs, webhook_delivery
+from maintflow_core.usecases.events import RAISED
 from maintflow_workers import context
 
 log = logging.getLogger("maintflow.workers")
@@ -69,13 +71,71 @@ async def _mark_ready(ctx: context.WorkerContext, batch_id: uuid.UUID) -> None:
         created_at = await fanout.mark_ready(db, ctx.store, batch_id, now)
     if created_at is not None:
         metrics.batch_ready((now - created_at).total_seconds())
-        metrics.notification_written(fanout.READY_EVENT)
+
+
+async def deliver_webhook(delivery_id: str) -> None:
+    """Claim the delivery's next attempt and start sending it beside the worker threads (see
+    maintflow_workers.webhooks); its outcome is recorded when the request ends. Nothing to
+    claim (a duplicate message, a finished delivery): nothing to do. No room for another
+    request in this process: the delivery is put back for the leader to enqueue again."""
+    ctx = context.current()
+    sender = ctx.webhooks
+    did = uuid.UUID(delivery_id)
+    if not sender.reserve():
+        async with ctx.connection() as db:
+            await webhook_delivery.postpone(db, did, ctx.clock.now())
+        return
+    try:
+        async with ctx.statements() as statements:
+            claimed = await webhook_delivery.claim(statements, did, ctx.clock.now(), sender.policy)
+        if claimed is None:
+            async with ctx.connection() as db:
+                await webhook_delivery.end_unclaimed(db, did, ctx.clock.now())
+    except BaseException:
+        sender.release()
+        raise
+    if claimed is None:
+        sender.release()
+        return
+
+    async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
+        try:
+            status = await webhook_delivery.record(
+                ctx.statements, ctx.connection, claimed, outcome, ctx.clock.now(), sender.policy
+            )
+        except IntegrityError:
+            # The webhook was deleted meanwhile: nothing of this outcome is left to keep.
+            log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
+            return
+        if outcome.succeeded:
+            return  # the deliveries route shows it; only failures are worth a log line
+        log.info(
+            "webhook_attempt_failed",
+            extra={
+                "delivery_id": delivery_id,
+                "attempt": claimed.attempt,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "delivery_status": status,
+            },
+        )
+
+    sender.start(claimed, record)
+
+
+async def run_system_job(run_id: str) -> None:
+    """Execute a system job's run once: a redelivered message whose run a worker already took
+    up does nothing (if that worker died, the leader marks the run failed at its deadline)."""
+    ctx = context.current()
+    await system_jobs.execute_run(
+        ctx.transaction, ctx.store, ctx.clock, ctx.settings, uuid.UUID(run_id)
+    )
 
 
 def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     """Register the actors on `broker` (and make it the global broker actors send through)."""
     dramatiq.set_broker(broker)
-    metrics.preinit_workers([fanout.READY_EVENT])
+    metrics.preinit_workers(sorted(RAISED))
     options: dict[str, Any] = {
         "broker": broker,
         "max_retries": settings.actor_max_retries,
@@ -84,5 +144,13 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     for name, queue, fn in (
         (FIRE_BATCH.name, FIRE_BATCH.queue, fire_schedule),
         (CREATE_SESSION, SESSIONS_QUEUE, create_session),
+        (DELIVER_WEBHOOK.name, DELIVER_WEBHOOK.queue, deliver_webhook),
     ):
         dramatiq.actor(actor_name=name, queue_name=queue, **options)(fn)
+    # A run may take long (retention on a large database); its own limit is also its deadline.
+    limit = int(settings.system_job_time_limit_s * 1000)
+    dramatiq.actor(
+        actor_name=RUN_SYSTEM_JOB.name,
+        queue_name=RUN_SYSTEM_JOB.queue,
+        **{**options, "time_limit": limit},
+    )(run_system_job)

@@ -9,12 +9,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from maintflow_core import ssrf
 from maintflow_core.clock import Clock, SystemClock
 from maintflow_core.db.session import create_sessionmaker
-from maintflow_core.db.store import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store import SessionWriter, Store, WorkerStatements
 from maintflow_core.settings import Settings
+from maintflow_workers.webhooks import WebhookSender
 
 
 @dataclass
@@ -24,9 +26,12 @@ class WorkerContext:
     # The broker actors enqueue follow-up messages on (None: Dramatiq's global broker).
     broker: Any = None
     store: Store = field(kw_only=True)
+    # How webhook hosts are resolved at connect time (tests pin DNS answers with it).
+    resolver: ssrf.Resolver = field(default=ssrf.system_resolver, kw_only=True)
     _engine: AsyncEngine | None = None
     _open_db: async_sessionmaker[AsyncSession] | None = None
     _writer: SessionWriter | None = None
+    _sender: WebhookSender | None = None
 
     @property
     def connections_per_pool(self) -> int:
@@ -50,13 +55,33 @@ class WorkerContext:
         async with self._open_db() as db, db.begin():
             yield db
 
-    def statements(self) -> AbstractAsyncContextManager[SessionStatements]:
-        """The fan-out's per-target statements (the hot path), on the store's connections."""
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a plain connection of the actors' engine, for Core statements
+        only (no ORM session)."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    def statements(self) -> AbstractAsyncContextManager[WorkerStatements]:
+        """The hot paths' statements (the fan-out's per target, a webhook delivery's claim and
+        outcome), on the store's connections."""
         if self._writer is None:
             self._writer = self.store.session_writer(self.engine, self.connections_per_pool)
         return self._writer.connect()
 
+    @property
+    def webhooks(self) -> WebhookSender:
+        """The webhook sender; built on first use, on the loop thread that runs the actors."""
+        if self._sender is None:
+            self._sender = WebhookSender(self.settings, self.clock, self.resolver)
+        return self._sender
+
     async def dispose(self) -> None:
+        if self._sender is not None:
+            # Requests in flight finish (or are cancelled after the timeout) before the pools
+            # their outcomes are recorded through close.
+            await self._sender.aclose()
+            self._sender = None
         if self._writer is not None:
             await self._writer.dispose()
             self._writer = None

@@ -60,6 +60,12 @@ class Batch(Base):
     created_at: Mapped[datetime] = created_at()
     driven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sessions that reached a final state, counted under the batch's row lock as each does: the
+    # batch is complete once it is ready and every target's session is final (`completion`).
+    sessions_final: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, default=0, server_default="0"
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class BatchProgress(Base):
@@ -102,9 +108,13 @@ class Outbox(Base):
 class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
-        # "Notify once" per batch and event is a constraint, not a flag in memory.
-        sa.UniqueConstraint("batch_id", "event"),
+        # "Notify once" per cause is a constraint, not a flag in memory (usecases/events).
+        sa.UniqueConstraint("dedupe_key"),
         sa.Index("ix_notifications_team_created", "team_id", "created_at", "id"),
+        # Deleting a batch (retention) finds its notifications: the cascade and the detach.
+        sa.Index("ix_notifications_batch_id", "batch_id"),
+        # The live stream reads a team's notifications after a sequence number.
+        sa.Index("uq_notifications_team_seq", "team_id", "seq", unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -118,3 +128,7 @@ class Notification(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = created_at()
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What raised it ("<event>:<cause id>"): one notification per cause.
+    dedupe_key: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    # The team's notification counter when it was raised: per team, commit order (events).
+    seq: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)

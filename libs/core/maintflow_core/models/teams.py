@@ -20,6 +20,10 @@ class Team(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
     created_at: Mapped[datetime] = created_at()
+    # The last notification's `seq`; bumped by each event, its row lock held until commit.
+    notification_seq: Mapped[int] = mapped_column(
+        sa.BigInteger, nullable=False, default=0, server_default="0"
+    )
 
 
 class User(Base):

@@ -18,7 +18,6 @@ from maintflow_core.models import Batch, Session
 from maintflow_core.models.sessions import STATUSES
 from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import keyset, keyset_params
-from maintflow_core.usecases.sessions import FINAL
 
 
 class BatchFields(Protocol):
@@ -154,18 +153,13 @@ async def list_batches(
 
 async def fired_batch_counts(db: AsyncSession, team_id: uuid.UUID) -> dict[str, int]:
     """The team's fired batches (scheduled or run now): still fanning out, ready with sessions
-    to work through, and ready with every session final."""
-    unfinished = (
-        sa.select(Session.id)
-        .where(Session.batch_id == Batch.id, Session.status.not_in(FINAL))
-        .exists()
-    )
+    to work through, and completed (`completion`: ready with every session final)."""
     row = (
         await db.execute(
             sa.select(
                 sa.func.count().filter(Batch.ready_at.is_(None)),
-                sa.func.count().filter(Batch.ready_at.is_not(None), unfinished),
-                sa.func.count().filter(Batch.ready_at.is_not(None), sa.not_(unfinished)),
+                sa.func.count().filter(Batch.ready_at.is_not(None), Batch.completed_at.is_(None)),
+                sa.func.count().filter(Batch.completed_at.is_not(None)),
             ).where(Batch.team_id == team_id, Batch.trigger.in_(("schedule", "run_now")))
         )
     ).one()

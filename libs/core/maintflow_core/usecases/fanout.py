@@ -1,7 +1,7 @@
 """The worker side of a fire: resolve a batch's target and steps snapshot and list the targets
 that still have no session, then, once the store counts every target (`SessionStatements`),
-mark the batch ready with its one "run ready" notification — exactly once, guarded by a
-conditional UPDATE and a unique index."""
+mark the batch ready with its one "run ready" event — exactly once, guarded by a
+conditional UPDATE and the event's unique cause."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.db.store import Store
-from maintflow_core.models import Batch, Flow, Notification, Session, TargetList
-
-READY_EVENT = "batch.ready"
+from maintflow_core.models import Batch, Flow, Session, TargetList
+from maintflow_core.usecases.completion import complete_if_done
+from maintflow_core.usecases.events import Event, raise_event
 
 
 @dataclass(frozen=True)
@@ -107,20 +107,19 @@ async def mark_ready(
             if row.target_list_id is None
             else " (its target list no longer exists)"
         )
-    await store.insert_once(
+    await raise_event(
         db,
-        Notification,
-        {
-            "id": uuid.uuid4(),
-            "team_id": row.team_id,
-            "event": READY_EVENT,
-            "title": f"Maintenance run ready: {flow_name}",
-            "message": message,
-            "batch_id": batch_id,
-            "data": {"batch_id": str(batch_id), "flow_id": str(row.flow_id), "sessions": n},
-            "created_at": now,
-        },
-        key=("batch_id", "event"),
+        store,
+        now,
+        row.team_id,
+        Event.BATCH_READY,
+        {"batch_id": str(batch_id), "flow_id": str(row.flow_id), "sessions": n},
+        batch_id,
+        title=f"Maintenance run ready: {flow_name}",
+        message=message,
+        batch_id=batch_id,
     )
+    # Its sessions may all be final already (worked while the fan-out ran; or there are none).
+    await complete_if_done(db, store, now, batch_id)
     created_at: datetime = row.created_at
     return created_at

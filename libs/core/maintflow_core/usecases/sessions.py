@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maintflow_core.clock import Clock
+from maintflow_core.db.store import Store
 from maintflow_core.errors import IllegalTransition, InvalidField
 from maintflow_core.models import Session
 from maintflow_core.schemas.batches import SessionUpdate
+from maintflow_core.usecases.completion import session_finished
 from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import keyset, keyset_params
 
@@ -104,6 +106,7 @@ async def list_sessions(
 async def update_session(
     db: AsyncSession,
     clock: Clock,
+    store: Store,
     team_id: uuid.UUID,
     session_id: uuid.UUID,
     data: SessionUpdate,
@@ -112,12 +115,14 @@ async def update_session(
     # sees the first one's status when its transition is checked.
     session = await get_session(db, team_id, session_id, for_update=True)
     now = clock.now()
+    finished = False
     if data.status is not None and data.status != session.status:
         check_transition(session.status, data.status)
         if data.status == "in_progress":
             session.started_at = now
         if data.status in FINAL:
             session.finished_at = now
+            finished = True
         session.status = data.status
     if data.current_step_id is not None:
         if not any(step.get("id") == data.current_step_id for step in session.steps):
@@ -127,4 +132,7 @@ async def update_session(
         session.notes = data.notes
     session.updated_at = now
     await db.flush()
+    if finished:
+        # After the session's own changes: its batch's and team's row locks come last.
+        await session_finished(db, store, now, session)
     return session

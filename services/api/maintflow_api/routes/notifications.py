@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, HTTPException
+from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from maintflow_api.deps import DB, Cursor, Limit, State, Viewer
 from maintflow_api.responses import AUTHED, errors
+from maintflow_api.streams import Stream, StreamsFull
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.notifications import MarkedRead, NotificationOut
 from maintflow_core.usecases import notifications
@@ -28,6 +33,83 @@ async def list_notifications(
     return Page[NotificationOut](
         items=[NotificationOut.model_validate(n) for n in items], next_cursor=next_cursor
     )
+
+
+# Seconds a client turned away (too many streams open) is asked to wait before trying again.
+STREAM_RETRY_AFTER_S = 5
+# A comment line this often keeps idle connections (and proxies) from timing out.
+STREAM_KEEPALIVE_S = 15
+# A client that takes longer than this to accept one message (or keep-alive) is dropped.
+STREAM_SEND_TIMEOUT_S = 30
+
+
+@router.get(
+    "/stream",
+    operation_id="notifications_stream",
+    summary="Live stream of the team's notifications (Server-Sent Events)",
+    description="One `event:`/`id:`/`data:` message per new notification of the caller's team "
+    "(`event` its event name, `id` its id, `data` the notification as JSON), a keep-alive "
+    "comment every 15 s. `Last-Event-ID` resumes after that notification, with nothing lost "
+    "or repeated. 503 with `Retry-After` when the API process has "
+    "`MAINTFLOW_SSE_MAX_STREAMS` streams open.",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The stream."},
+        503: {
+            **errors(503)[503],
+            "description": "Too many streams open on this API process (retry after "
+            "`Retry-After` seconds), or the database is unreachable.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before opening the stream again.",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
+)
+async def stream(
+    db: DB,
+    state: State,
+    principal: Viewer,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The id of the last message received: the stream resumes after it.",
+        ),
+    ] = None,
+) -> EventSourceResponse:
+    hub = state.streams
+    if hub is None:
+        raise HTTPException(503, "live streams are not running in this process")
+    after = await notifications.stream_start(db, principal.team_id, last_event_id)
+    # The stream reads in short sessions of its own: give this request's connection back now.
+    await db.close()
+    try:
+        opened = hub.open_stream(principal.team_id, after)
+    except StreamsFull:
+        raise HTTPException(
+            503,
+            "too many notification streams are open on this API process; retry later",
+            headers={"Retry-After": str(STREAM_RETRY_AFTER_S)},
+        ) from None
+    return EventSourceResponse(
+        _messages(opened),
+        ping=STREAM_KEEPALIVE_S,
+        send_timeout=STREAM_SEND_TIMEOUT_S,
+        # Closes the stream even if its generator never ran (the client left at once).
+        background=BackgroundTask(opened.close),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _messages(opened: Stream) -> AsyncIterator[bytes]:
+    try:
+        async for message in opened.messages():
+            yield message.frame
+    finally:
+        opened.close()
 
 
 # Marking read is the reader's own bookkeeping, so viewers may do it too.

@@ -124,7 +124,9 @@ async def get_session(session_id: uuid.UUID, db: DB, principal: Viewer) -> Sessi
 async def update_session(
     session_id: uuid.UUID, body: SessionUpdate, db: DB, state: State, principal: Engineer
 ) -> SessionOut:
-    session = await sessions.update_session(db, state.clock, principal.team_id, session_id, body)
+    session = await sessions.update_session(
+        db, state.clock, state.store, principal.team_id, session_id, body
+    )
     await db.commit()
     return SessionOut.model_validate(session)
 

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store.base import (
+    DeliveryStatements,
+    SessionStatements,
+    SessionWriter,
+    Store,
+    WorkerStatements,
+)
 from maintflow_core.db.store.portable import PortableStore
 from maintflow_core.db.store.postgres import PostgresStore
 from maintflow_core.settings import Settings
 
 __all__ = [
+    "DeliveryStatements",
     "PortableStore",
     "PostgresStore",
     "SessionStatements",
     "SessionWriter",
     "Store",
+    "WorkerStatements",
     "open_store",
 ]
 

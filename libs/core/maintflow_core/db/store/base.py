@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.records import Advance, Fire
 from maintflow_core.settings import Settings
+
+# Told that a team has new notifications (None: any team may have; announcements were missed).
+# May be called from any thread.
+Wake = Callable[[uuid.UUID | None], None]
 
 
 class SessionStatements(Protocol):
@@ -40,12 +44,44 @@ class SessionStatements(Protocol):
         ...
 
 
+class ClaimedRow(NamedTuple):
+    webhook_id: uuid.UUID
+    attempts: int
+    body: str
+    url: str
+    secret: str
+
+
+class DeliveryStatements(Protocol):
+    """A webhook delivery attempt's two hot statements (`usecases.webhook_delivery`), each
+    atomic on its own."""
+
+    async def claim_delivery(
+        self, delivery_id: uuid.UUID, lease_until: datetime
+    ) -> ClaimedRow | None:
+        """Take the next attempt of a queued delivery whose webhook is enabled: `delivering`,
+        one more attempt, leased until `lease_until`. None when there is none to take."""
+        ...
+
+    async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
+        """If the attempt (`attempt`: delivery_id, number, started_at, duration_ms,
+        status_code, error) is still its delivery's current one (`delivering`, that many
+        attempts), move the delivery on (`moved`: status, last_status_code, last_error,
+        next_attempt_at, finished_at) and add the attempt row, together. False: it was not
+        (the leader drove the delivery again meanwhile), and nothing is written."""
+        ...
+
+
+class WorkerStatements(SessionStatements, DeliveryStatements, Protocol):
+    """The statements of a worker's hot paths, on the worker's own connections."""
+
+
 class SessionWriter(ABC):
-    """Where a worker process runs `SessionStatements`: connections of its own, opened on first
-    use (on the event loop of the actors) and closed by `dispose`."""
+    """Where a worker process runs its hot-path statements (`WorkerStatements`): connections of
+    its own, opened on first use (on the event loop of the actors) and closed by `dispose`."""
 
     @abstractmethod
-    def connect(self) -> AbstractAsyncContextManager[SessionStatements]: ...
+    def connect(self) -> AbstractAsyncContextManager[WorkerStatements]: ...
 
     async def dispose(self) -> None:
         return None
@@ -90,5 +126,18 @@ class Store(ABC):
     @abstractmethod
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        """Insert a row unless one with the same `key` (a unique constraint) exists."""
+    ) -> bool:
+        """Insert a row unless one with the same `key` (a unique constraint) exists. True if
+        this call inserted it."""
+
+    @abstractmethod
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        """Wake the live streams of `team_id` — on every API process — once the caller's
+        transaction commits (never before, never if it rolls back). Only a wake-up: streams
+        read the notifications from the table, so a lost announcement delays, never loses."""
+
+    @abstractmethod
+    def notification_wakeups(self, wake: Wake) -> AbstractAsyncContextManager[None]:
+        """While open, call `wake(team_id)` for each notification announced (see
+        `announce_notification`) by every process this store's database can hear from, and
+        `wake(None)` whenever some may have been missed."""

@@ -4,19 +4,36 @@ statements; the fan-out's per-target statements share one SQLAlchemy transaction
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from maintflow_core.db.session import create_engine
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
-from maintflow_core.models import Batch, BatchProgress, MaintenanceSchedule, Outbox, Session
+from maintflow_core.db.store.base import (
+    ClaimedRow,
+    SessionWriter,
+    Store,
+    Wake,
+    WorkerStatements,
+)
+from maintflow_core.models import (
+    Batch,
+    BatchProgress,
+    MaintenanceSchedule,
+    Outbox,
+    Session,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from maintflow_core.records import Advance, Fire, progress_shard, session_rows
 
 
@@ -24,6 +41,50 @@ def _on_conflict_insert(db: AsyncSession | AsyncConnection, table: Any) -> Any:
     """An INSERT that can take ON CONFLICT: SQLAlchemy spells it per dialect."""
     name = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+class _LocalAnnouncements:
+    """Announcements within this process (the embedded mode runs the API and the workers in
+    one): the teams a transaction raised events for, told to every listener on its commit. A
+    SQLite file has no way to tell other processes; their streams find new rows by polling."""
+
+    KEY = "maintflow.announce"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Wake] = []
+        sa.event.listen(OrmSession, "after_commit", self._committed)
+        sa.event.listen(OrmSession, "after_rollback", self._rolled_back)
+
+    def pending(self, db: AsyncSession) -> set[uuid.UUID]:
+        teams: set[uuid.UUID] = db.info.setdefault(self.KEY, set())
+        return teams
+
+    def _committed(self, session: OrmSession) -> None:
+        teams = session.info.pop(self.KEY, None)
+        if not teams:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for wake in listeners:
+            for team_id in teams:
+                wake(team_id)
+
+    def _rolled_back(self, session: OrmSession) -> None:
+        session.info.pop(self.KEY, None)
+
+    @asynccontextmanager
+    async def listening(self, wake: Wake) -> AsyncIterator[None]:
+        with self._lock:
+            self._listeners.append(wake)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners.remove(wake)
+
+
+_local = _LocalAnnouncements()
 
 
 class PortableStore(Store):
@@ -80,15 +141,85 @@ class PortableStore(Store):
 
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        await db.execute(
+    ) -> bool:
+        result = await db.execute(
             _on_conflict_insert(db, table).values(values).on_conflict_do_nothing(index_elements=key)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        _local.pending(db).add(team_id)
+
+    def notification_wakeups(self, wake: Wake) -> AbstractAsyncContextManager[None]:
+        return _local.listening(wake)
+
+
+def _claim_delivery() -> sa.Update:
+    # SQLite's RETURNING may not name an UPDATE's FROM table, but may hold subqueries.
+    d = WebhookDelivery
+    url = sa.select(Webhook.url).where(Webhook.id == d.webhook_id).scalar_subquery()
+    secret = sa.select(Webhook.secret).where(Webhook.id == d.webhook_id).scalar_subquery()
+    enabled = sa.exists().where(Webhook.id == d.webhook_id, Webhook.disabled_at.is_(None))
+    return (
+        sa.update(d)
+        .where(d.id == sa.bindparam("delivery_id"), d.status == "queued", enabled)
+        .values(
+            status="delivering",
+            attempts=d.attempts + 1,
+            next_attempt_at=sa.bindparam("lease_until"),
+        )
+        .returning(d.webhook_id, d.attempts, d.body, url, secret)
+    )
+
+
+# Built once: building them per delivery costs more than running them.
+_CLAIM_DELIVERY = _claim_delivery()
+_SETTLE_DELIVERY = (
+    sa.update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == sa.bindparam("delivery_id"),
+        WebhookDelivery.status == "delivering",
+        WebhookDelivery.attempts == sa.bindparam("number"),
+    )
+    .values(
+        {
+            name: sa.bindparam(f"moved_{name}")
+            for name in (
+                "status",
+                "last_status_code",
+                "last_error",
+                "next_attempt_at",
+                "finished_at",
+            )
+        }
+    )
+)
+_ADD_ATTEMPT = sa.insert(WebhookAttempt)
 
 
 class _PortableStatements:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def claim_delivery(
+        self, delivery_id: uuid.UUID, lease_until: datetime
+    ) -> ClaimedRow | None:
+        taken = await self.conn.execute(
+            _CLAIM_DELIVERY, {"delivery_id": delivery_id, "lease_until": lease_until}
+        )
+        row = taken.one_or_none()
+        return None if row is None else ClaimedRow(*row)
+
+    async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
+        values = {f"moved_{name}": value for name, value in moved.items()}
+        updated = await self.conn.execute(
+            _SETTLE_DELIVERY,
+            {"delivery_id": attempt["delivery_id"], "number": attempt["number"], **values},
+        )
+        if updated.rowcount == 0:
+            return False
+        await self.conn.execute(_ADD_ATTEMPT, attempt)
+        return True
 
     async def create_session(
         self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
@@ -153,6 +284,6 @@ class _PortableSessionWriter(SessionWriter):
         self.engine = engine
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[SessionStatements]:
+    async def connect(self) -> AsyncIterator[WorkerStatements]:
         async with self.engine.begin() as conn:
             yield _PortableStatements(conn)

@@ -4,7 +4,10 @@ statements are asyncpg prepared statements on autocommitted connections of the w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +22,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from maintflow_core.db.session import create_engine, create_sessionmaker
-from maintflow_core.db.store.base import SessionStatements, SessionWriter, Store
+from maintflow_core.db.store.base import (
+    ClaimedRow,
+    SessionWriter,
+    Store,
+    Wake,
+    WorkerStatements,
+)
 from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shard
 
 # Everything a worker writes can be derived again from the batch's snapshot: a PostgreSQL crash
@@ -29,6 +38,15 @@ from maintflow_core.records import SESSION_COLUMNS, Advance, Fire, progress_shar
 WORKER_SERVER_SETTINGS = {"synchronous_commit": "off"}
 
 _INSTANT = sa.DateTime(timezone=True)
+
+# LISTEN/NOTIFY channel of new notifications; the payload is the team's id.
+NOTIFICATIONS_CHANNEL = "maintflow_notifications"
+# The listening connection is checked this often (a dead TCP peer raises nothing on its own),
+# and reopened this long after it was lost.
+_LISTEN_CHECK_S = 10.0
+_LISTEN_RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 # (column, element type, JSON?): a fire's batch row, and its outbox row.
 _BATCH: tuple[tuple[str, Any, bool], ...] = (
@@ -243,10 +261,60 @@ class PostgresStore(Store):
 
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> None:
-        await db.execute(
+    ) -> bool:
+        result = await db.execute(
             postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=key)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
+        # NOTIFY is transactional: delivered to the listeners on commit, dropped on rollback.
+        await db.execute(
+            sa.select(sa.func.pg_notify(NOTIFICATIONS_CHANNEL, str(team_id))),
+        )
+
+    @asynccontextmanager
+    async def notification_wakeups(self, wake: Wake) -> AsyncIterator[None]:
+        """One LISTEN connection of its own (not from a pool: it holds session state), reopened
+        whenever it is lost; each reopening wakes every stream (`wake(None)`), which then reads
+        whatever was committed while nobody listened."""
+        task = asyncio.create_task(self._listen(wake), name="maintflow-notification-listener")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, wake: Wake) -> None:
+        dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+
+        def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                wake(uuid.UUID(payload))
+            except ValueError:
+                wake(None)
+
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn.render_as_string(hide_password=False), timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(NOTIFICATIONS_CHANNEL, heard)
+                wake(None)  # anything committed before this LISTEN
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), _LISTEN_CHECK_S)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=_LISTEN_CHECK_S)
+                log.warning("notification listener: connection lost; reopening")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notification listener: %s; reopening", exc)
+            finally:
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(_LISTEN_RETRY_S)
 
 
 async def _keep_session_state(conn: asyncpg.Connection) -> None:
@@ -255,9 +323,53 @@ async def _keep_session_state(conn: asyncpg.Connection) -> None:
     An open transaction is still rolled back by asyncpg before this runs."""
 
 
+# A webhook delivery's claim and its outcome: one autocommitted statement each.
+_CLAIM_DELIVERY = """
+UPDATE webhook_deliveries d
+SET status = 'delivering', attempts = d.attempts + 1, next_attempt_at = $2
+FROM webhooks w
+WHERE d.id = $1 AND d.status = 'queued' AND w.id = d.webhook_id AND w.disabled_at IS NULL
+RETURNING d.webhook_id, d.attempts, d.body, w.url, w.secret
+"""
+_SETTLE_DELIVERY = """
+WITH moved AS (
+    UPDATE webhook_deliveries
+    SET status = $3, last_status_code = $4, last_error = $5, next_attempt_at = $6,
+        finished_at = $7
+    WHERE id = $1 AND status = 'delivering' AND attempts = $2
+    RETURNING id
+)
+INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code, error)
+SELECT id, $2, $8, $9, $4, $10 FROM moved
+RETURNING id
+"""
+
+
 class _PostgresStatements:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def claim_delivery(
+        self, delivery_id: uuid.UUID, lease_until: datetime
+    ) -> ClaimedRow | None:
+        row = await self.conn.fetchrow(_CLAIM_DELIVERY, delivery_id, lease_until)
+        return None if row is None else ClaimedRow(*row)
+
+    async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
+        settled = await self.conn.fetchval(
+            _SETTLE_DELIVERY,
+            attempt["delivery_id"],
+            attempt["number"],
+            moved["status"],
+            moved["last_status_code"],
+            moved["last_error"],
+            moved["next_attempt_at"],
+            moved["finished_at"],
+            attempt["started_at"],
+            attempt["duration_ms"],
+            attempt["error"],
+        )
+        return settled is not None
 
     async def create_session(
         self, batch_id: uuid.UUID, label: str, notes: str | None, now: datetime
@@ -282,7 +394,7 @@ class _PostgresSessionWriter(SessionWriter):
         self._pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[SessionStatements]:
+    async def connect(self) -> AsyncIterator[WorkerStatements]:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
                 self.dsn.render_as_string(hide_password=False),

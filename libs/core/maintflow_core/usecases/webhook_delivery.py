@@ -1,0 +1,361 @@
+"""A webhook delivery's life, as the workers and the scheduler leader drive it: offered in the
+event's transaction (a delivery row and an outbox row per subscribed webhook), claimed for one
+attempt, its outcome recorded (success, a retry after backoff, failed, or the webhook disabled
+by 410 Gone), and driven again by the leader when its retry falls due or a worker was lost
+mid-attempt. Every step is one conditional UPDATE, so a step run twice does nothing twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from maintflow_core import metrics
+from maintflow_core.db.store.base import DeliveryStatements
+from maintflow_core.models import Notification, Outbox, Webhook, WebhookAttempt, WebhookDelivery
+from maintflow_core.queues import DELIVER_WEBHOOK
+from maintflow_core.records import outbox_row
+from maintflow_core.settings import Settings
+
+log = logging.getLogger("maintflow.webhooks")
+# The worker's steps run on a plain connection (no ORM session: it costs more than they do);
+# the leader's, in its claim transaction's session.
+Executor = AsyncSession | AsyncConnection
+D = WebhookDelivery
+
+# A delivery handed to the broker and not taken within this long is presumed lost with its
+# message (Redis lost it, an embedded process stopped) and is enqueued again. A message that
+# was only slow then finds the delivery taken and does nothing.
+QUEUED_REDRIVE = timedelta(minutes=5)
+# When a worker process already has `webhook_concurrency` requests in flight, a delivery waits
+# this long and is enqueued again, rather than holding a worker thread.
+BUSY_RETRY = timedelta(seconds=1)
+GONE = 410
+RETRY_LIMIT_NOTE = "the webhook's limit of deliveries awaiting a retry is reached"
+
+
+def message_id(delivery_id: uuid.UUID) -> str:
+    """The Standard Webhooks `webhook-id` of a delivery: the same on every attempt."""
+    return f"msg_{delivery_id.hex}"
+
+
+def event_body(event: str, data: dict[str, Any] | None, at: datetime) -> str:
+    """The JSON body of a delivery, in the Standard Webhooks payload shape."""
+    payload = {"type": event, "timestamp": at.isoformat(), "data": data or {}}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def new_delivery(
+    webhook_id: uuid.UUID, event: str, event_id: uuid.UUID | None, body: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A delivery ready for its first attempt, and the outbox row that hands it to a worker;
+    written together."""
+    delivery_id = uuid.uuid4()
+    delivery = {
+        "id": delivery_id,
+        "webhook_id": webhook_id,
+        "event": event,
+        "event_id": event_id,
+        "body": body,
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": now + QUEUED_REDRIVE,
+        "created_at": now,
+    }
+    return delivery, deliver_message(delivery_id, now)
+
+
+def deliver_message(delivery_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+    return outbox_row(DELIVER_WEBHOOK, {"delivery_id": str(delivery_id)}, now)
+
+
+async def offer_to_webhooks(db: AsyncSession, note: Notification) -> int:
+    """In the event's transaction: one delivery (and its outbox row) for each enabled webhook
+    of the note's team that subscribes to its event. Returns how many."""
+    subscribed = [
+        webhook_id
+        for webhook_id, events in await db.execute(
+            sa.select(Webhook.id, Webhook.events).where(
+                Webhook.team_id == note.team_id, Webhook.disabled_at.is_(None)
+            )
+        )
+        if note.event in events
+    ]
+    if not subscribed:
+        return 0
+    data = {
+        **(note.data or {}),
+        "notification_id": str(note.id),
+        "title": note.title,
+        "message": note.message,
+    }
+    body = event_body(note.event, data, note.created_at)
+    made = [new_delivery(w, note.event, note.id, body, note.created_at) for w in subscribed]
+    await db.execute(sa.insert(WebhookDelivery), [delivery for delivery, _ in made])
+    await db.execute(sa.insert(Outbox), [message for _, message in made])
+    return len(made)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How deliveries are retried and bounded (from the settings)."""
+
+    timeout_s: float
+    max_attempts: int
+    backoff_base_s: float
+    backoff_max_s: float
+    max_pending: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(
+            timeout_s=settings.webhook_timeout_s,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_max_s=settings.webhook_backoff_max_s,
+            max_pending=settings.webhook_max_pending,
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        """How long an attempt may stay `delivering` before the leader presumes its worker lost:
+        the attempt's own timeout, and as long again for recording its outcome."""
+        return timedelta(seconds=2 * self.timeout_s + 1)
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> timedelta:
+        """The wait after failed attempt number `attempt` (1-based): base·2^(attempt-1), at
+        most the maximum, of which a random half is jitter."""
+        full = min(self.backoff_base_s * 2 ** (attempt - 1), self.backoff_max_s)
+        return timedelta(seconds=full / 2 + rng() * full / 2)
+
+
+class Claimed(NamedTuple):
+    """One attempt of a delivery, claimed by a worker: what to send and where."""
+
+    delivery_id: uuid.UUID
+    attempt: int
+    webhook_id: uuid.UUID
+    url: str
+    secret: str
+    body: str
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.delivery_id)
+
+
+class Outcome(NamedTuple):
+    """What one attempt got: a status code, or an error (timeout, refused, connection)."""
+
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def claim(
+    statements: DeliveryStatements, delivery_id: uuid.UUID, now: datetime, policy: Policy
+) -> Claimed | None:
+    """Take the next attempt of a queued delivery (one statement of the store's); None when
+    there is none to take (see `end_unclaimed`)."""
+    row = await statements.claim_delivery(delivery_id, now + policy.lease)
+    if row is None:
+        return None
+    return Claimed(delivery_id, row.attempts, row.webhook_id, row.url, row.secret, row.body)
+
+
+async def end_unclaimed(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
+    """After a claim found nothing to take: a delivery still queued then has a disabled
+    webhook, and fails without an attempt (taken or finished ones are left alone)."""
+    await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
+
+
+async def _retrying(db: Executor, webhook_id: uuid.UUID, limit: int) -> bool:
+    """Whether `limit` or more of the webhook's deliveries wait for a retry (counted only up
+    to the limit, on the unfinished rows' index)."""
+    waiting = (
+        sa.select(sa.literal(1))
+        .where(D.webhook_id == webhook_id, D.next_attempt_at.is_not(None), D.status == "pending")
+        .limit(limit)
+        .subquery()
+    )
+    return int(await db.scalar(sa.select(sa.func.count()).select_from(waiting)) or 0) >= limit
+
+
+async def postpone(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
+    """A queued delivery this worker has no room for: the leader enqueues it again shortly."""
+    await db.execute(
+        sa.update(D)
+        .where(D.id == delivery_id, D.status == "queued")
+        .values(status="pending", next_attempt_at=now + BUSY_RETRY)
+    )
+
+
+# A recorded attempt's outcome as the metric counts it (metrics.WEBHOOK_OUTCOMES).
+OUTCOME_OF_STATUS = {"succeeded": "delivered", "pending": "failed", "failed": "gave_up"}
+
+
+async def record(
+    open_statements: Callable[[], AbstractAsyncContextManager[DeliveryStatements]],
+    open_db: Callable[[], AbstractAsyncContextManager[Executor]],
+    claimed: Claimed,
+    outcome: Outcome,
+    now: datetime,
+    policy: Policy,
+) -> str | None:
+    """The one place a delivery attempt's outcome is recorded: the attempt row and the
+    delivery `succeeded`, `pending` its next attempt after backoff, or `failed` (attempts used
+    up, or 410 Gone, which then disables the webhook), in one statement of the store's
+    (`open_statements`); the rarer reads and writes go through `open_db`. Returns the
+    delivery's new status, or None when the attempt was no longer this worker's (the leader
+    presumed it lost, recorded it so and drove the delivery again).
+
+    The bound on a failing receiver's work: a delivery waits for a retry only while fewer than
+    `max_pending` of its webhook's deliveries do; beyond that it fails at once. Every event
+    still gets its first attempt."""
+    error = outcome.error
+    if outcome.succeeded:
+        status = "succeeded"
+    elif outcome.status_code == GONE or claimed.attempt >= policy.max_attempts:
+        status = "failed"
+    else:
+        async with open_db() as db:
+            crowded = await _retrying(db, claimed.webhook_id, policy.max_pending)
+        status = "failed" if crowded else "pending"
+        if crowded:
+            error = f"{error or f'HTTP {outcome.status_code}'}; no retry: {RETRY_LIMIT_NOTE}"
+    pending = status == "pending"
+    moved = {
+        "status": status,
+        "last_status_code": outcome.status_code,
+        "last_error": error,
+        "next_attempt_at": now + policy.backoff(claimed.attempt) if pending else None,
+        "finished_at": None if pending else now,
+    }
+    async with open_statements() as statements:
+        attempt = attempt_row(claimed.delivery_id, claimed.attempt, outcome)
+        if not await statements.settle_delivery(attempt, moved):
+            return None
+    metrics.webhook_delivery(OUTCOME_OF_STATUS[status])
+    if outcome.status_code == GONE:
+        # After the delivery's own commit (SQLite has one writer). Lost in a crash between
+        # the two, the next delivery's 410 disables the webhook.
+        async with open_db() as db:
+            await disable(db, claimed.webhook_id, now, f"the receiver answered {GONE} Gone")
+    return status
+
+
+def attempt_row(delivery_id: uuid.UUID, number: int, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "number": number,
+        "started_at": outcome.started_at,
+        "duration_ms": round(outcome.duration_ms, 3),
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+    }
+
+
+async def _finish(
+    db: Executor,
+    delivery_id: uuid.UUID,
+    now: datetime,
+    status: str,
+    *,
+    error: str,
+    of: str | None = None,
+) -> None:
+    """End a delivery with `status` (only if it is in status `of`, when given)."""
+    where = [D.id == delivery_id] if of is None else [D.id == delivery_id, D.status == of]
+    await db.execute(
+        sa.update(D)
+        .where(*where)
+        .values(status=status, next_attempt_at=None, finished_at=now, last_error=error)
+    )
+
+
+async def disable(db: Executor, webhook_id: uuid.UUID, now: datetime, reason: str) -> None:
+    """Stop a webhook: nothing more is offered to it, its unfinished deliveries fail."""
+    await db.execute(
+        sa.update(Webhook)
+        .where(Webhook.id == webhook_id, Webhook.disabled_at.is_(None))
+        .values(disabled_at=now, disabled_reason=reason)
+    )
+    await db.execute(
+        sa.update(D)
+        .where(
+            D.webhook_id == webhook_id,
+            D.next_attempt_at.is_not(None),
+            D.status != "delivering",
+        )
+        .values(
+            status="failed", next_attempt_at=None, finished_at=now, last_error="webhook disabled"
+        )
+    )
+    log.warning("webhook_disabled", extra={"webhook_id": str(webhook_id), "reason": reason})
+
+
+LOST_ATTEMPT = "no outcome: the worker stopped during the attempt"
+
+
+def is_due(now: datetime) -> sa.ColumnElement[bool]:
+    """Unfinished deliveries the leader must drive at `now`: a retry that fell due, a message
+    presumed lost, an attempt whose worker is presumed dead."""
+    return sa.and_(D.next_attempt_at.is_not(None), D.next_attempt_at <= now)
+
+
+class Driven(NamedTuple):
+    locked: int
+    queued: list[uuid.UUID]
+
+
+async def drive_due(db: AsyncSession, now: datetime, limit: int, policy: Policy) -> Driven:
+    """In the leader's claim transaction: lock up to `limit` due deliveries and hand each to the
+    workers again (an outbox row), after recording a lost attempt as one (failed when it was
+    the last). Returns how many were locked and the deliveries enqueued."""
+    due = (
+        await db.execute(
+            sa.select(D.id, D.status, D.attempts, D.next_attempt_at)
+            .where(is_due(now))
+            .order_by(D.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    queued: list[uuid.UUID] = []
+    for row in due:
+        if row.status == "delivering":
+            started = row.next_attempt_at - policy.lease
+            lost = Outcome(started, policy.lease.total_seconds() * 1000, error=LOST_ATTEMPT)
+            await db.execute(
+                sa.insert(WebhookAttempt).values(attempt_row(row.id, row.attempts, lost))
+            )
+            if row.attempts >= policy.max_attempts:
+                await _finish(db, row.id, now, "failed", error=LOST_ATTEMPT)
+                continue
+        queued.append(row.id)
+    if queued:
+        await db.execute(
+            sa.update(D)
+            .where(D.id.in_(queued))
+            .values(status="queued", next_attempt_at=now + QUEUED_REDRIVE)
+        )
+        await db.execute(sa.insert(Outbox), [deliver_message(i, now) for i in queued])
+    return Driven(len(due), queued)
+
+
+async def due_count(db: AsyncSession, now: datetime) -> int:
+    return int(await db.scalar(sa.select(sa.func.count()).where(is_due(now))) or 0)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
+from maintflow_api.responses import errors
+from maintflow_core.schemas.common import AwareInstant, Page
+from maintflow_core.schemas.windows import (
+    WindowCreate,
+    WindowOut,
+    WindowPost,
+    WindowStatus,
+    WindowUpdateOut,
+    WindowUpdateRequest,
+)
+from maintflow_core.usecases import windows
+from maintflow_core.usecases.pagination import page_of
+
+router = APIRouter(tags=["maintenance windows"], responses=errors(401))
+PREFIX = "/v1/maintenance-windows"
+ONE = f"{PREFIX}/{{window_id}}"
+
+
+@router.post(
+    PREFIX,
+    status_code=201,
+    response_model=WindowOut,
+    responses=errors(400, 403, 413),
+    operation_id="windows_create",
+    summary="Create a maintenance window",
+)
+async def create_window(body: WindowCreate, db: DB, state: State, principal: Engineer) -> WindowOut:
+    window = await windows.create_window(
+        db, state.clock.now(), principal.team_id, principal.user_id, body
+    )
+    await db.commit()
+    return WindowOut.model_validate(window)
+
+
+@router.get(
+    PREFIX,
+    response_model=Page[WindowOut],
+    operation_id="windows_list",
+    summary="List maintenance windows (by status, or covering an instant)",
+)
+async def list_windows(
+    db: DB,
+    principal: Viewer,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: WindowStatus | None = None,
+    active_at: Annotated[
+        AwareInstant | None,
+        Query(description="RFC 3339 with an offset: windows whose span covers this instant."),
+    ] = None,
+) -> Page[WindowOut]:
+    rows = await windows.list_windows(db, principal.team_id, limit, cursor, status, active_at)
+    items, next_cursor = page_of(rows, limit, lambda w: (w.start_at, w.id))
+    return Page[WindowOut](
+        items=[WindowOut.model_validate(w) for w in items], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    ONE,
+    response_model=WindowOut,
+    responses=errors(404),
+    operation_id="windows_get",
+    summary="Get a maintenance window",
+)
+async def get_window(window_id: uuid.UUID, db: DB, principal: Viewer) -> WindowOut:
+    return WindowOut.model_validate(await windows.get_window(db, principal.team_id, window_id))
+
+
+@router.patch(
+    ONE,
+    response_model=WindowOut,
+    responses=errors(400, 403, 404, 409, 413),
+    operation_id="windows_update",
+    summary="Edit a maintenance window (its times only while still ahead)",
+)
+async def update_window(
+    window_id: uuid.UUID, body: WindowUpdateRequest, db: DB, state: State, principal: Engineer
+) -> WindowOut:
+    window = await windows.update_window(db, state.clock.now(), principal.team_id, window_id, body)
+    await db.commit()
+    return WindowOut.model_validate(window)
+
+
+@router.post(
+    f"{ONE}/cancel",
+    response_model=WindowOut,
+    responses=errors(403, 404, 409),
+    operation_id="windows_cancel",
+    summary="Cancel a maintenance window that is not over",
+)
+async def cancel_window(
+    window_id: uuid.UUID, db: DB, state: State, principal: Engineer
+) -> WindowOut:
+    window = await windows.cancel_window(
+        db, state.store, state.clock.now(), principal.team_id, principal.user_id, window_id
+    )
+    await db.commit()
+    return WindowOut.model_validate(window)
+
+
+@router.post(
+    f"{ONE}/updates",
+    status_code=201,
+    response_model=WindowUpdateOut,
+    responses=errors(400, 403, 404, 409, 413),
+    operation_id="windows_updates_create",
+    summary="Post an update to a window, optionally changing its status",
+)
+async def post_update(
+    window_id: uuid.UUID, body: WindowPost, db: DB, state: State, principal: Engineer
+) -> WindowUpdateOut:
+    entry = await windows.post_update(
+        db, state.store, state.clock.now(), principal.team_id, principal.user_id, window_id, body
+    )
+    await db.commit()
+    return WindowUpdateOut.model_validate(entry)
+
+
+@router.get(
+    f"{ONE}/updates",
+    response_model=Page[WindowUpdateOut],
+    responses=errors(404),
+    operation_id="windows_updates_list",
+    summary="A window's update history, newest first",
+)
+async def list_updates(
+    window_id: uuid.UUID, db: DB, principal: Viewer, limit: Limit = 50, cursor: Cursor = None
+) -> Page[WindowUpdateOut]:
+    items, next_cursor = await windows.list_updates(db, principal.team_id, window_id, limit, cursor)
+    return Page[WindowUpdateOut](
+        items=[WindowUpdateOut.model_validate(u) for u in items], next_cursor=next_cursor
+    )
