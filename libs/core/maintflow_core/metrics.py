@@ -298,6 +298,6 @@ def http_request(route: str, method: str, status: int, seconds: float) -> None:
 
 
 def webhook_delivery(outcome: str) -> None:
-    """A delivery attempt recorded (usecases.webhook_delivery.record); outcome in WEBHOOK_OUTCOMES."""
+    """An attempt recorded (usecases.webhook_delivery.record); outcome in WEBHOOK_OUTCOMES."""
     if _enabled:
         WEBHOOK_DELIVERIES.labels(outcome).inc()
