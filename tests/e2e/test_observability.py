@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from maintflow_core.queues import QUEUES
 from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.logs import json_objects, last_json_object
@@ -179,7 +180,7 @@ async def test_one_leader_and_the_queues_exported_by_it_alone(watched: Watched) 
     assert [(r["metric"]["job"], r["value"][1]) for r in replicas] == [("maintflow-scheduler", "2")]
 
     per_queue = await poll_until(settled, 30, "one leader exporting the queues")
-    assert {q["metric"]["queue"] for q in per_queue} == {"fanout", "sessions"}
+    assert {q["metric"]["queue"] for q in per_queue} == set(QUEUES)
     assert {q["metric"]["instance"] for q in per_queue} == {leader.url.split("//")[1]}
     standby = next(p for p in watched.cluster.schedulers if p.name != leader.name)
     async with httpx.AsyncClient() as client:

@@ -34,10 +34,10 @@ class Settings(BaseSettings):
         "dramatiq", description="Key prefix of the Dramatiq queues in Redis."
     )
     db_pool_size: int = Field(
-        20,
+        19,
         description="Connections an API process keeps open once it has needed them "
-        "(PostgreSQL; opened on demand). Workers size their pools by their thread count, the "
-        "scheduler uses at most 6.",
+        "(PostgreSQL; opened on demand; the live streams' LISTEN connection comes on top, 20 "
+        "in all). Workers size their pools by their thread count, the scheduler uses at most 6.",
     )
     db_max_overflow: int = Field(
         0,
