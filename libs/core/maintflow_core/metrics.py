@@ -115,6 +115,13 @@ NOTIFICATIONS = Counter(
     "Notifications raised by this process (inbox rows written in the raising transaction).",
     ["event"],
 )
+SYSTEM_JOB_STATUSES = ("success", "failed")
+SYSTEM_JOB_RUNS = Counter(
+    "maintflow_system_job_runs_total",
+    "System-job runs finished, by status (a run whose worker died counts as failed when the "
+    "leader marks it lost).",
+    ["job", "status"],
+)
 WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")
 WEBHOOK_DELIVERIES = Counter(
     "maintflow_webhook_deliveries_total",
@@ -170,12 +177,14 @@ ROLE_PREFIXES = {
         "maintflow_reconciler_",
         "maintflow_queue_",
         "maintflow_notifications",
+        "maintflow_system_job_",
     ),
     "worker": (
         "maintflow_sessions_",
         "maintflow_fanout_",
         "maintflow_notifications",
         "maintflow_webhook_",
+        "maintflow_system_job_",
         "dramatiq_",
     ),
 }
@@ -295,6 +304,18 @@ def http_request(route: str, method: str, status: int, seconds: float) -> None:
     if _enabled:
         API_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
         API_LATENCY.labels(route).observe(seconds)
+
+
+def system_job_run(job: str, status: str) -> None:
+    """A system-job run finished (usecases.system_jobs.finish); status in SYSTEM_JOB_STATUSES."""
+    if _enabled:
+        SYSTEM_JOB_RUNS.labels(job, status).inc()
+
+
+def preinit_system_jobs(jobs: Iterable[str]) -> None:
+    for job in jobs:
+        for status in SYSTEM_JOB_STATUSES:
+            SYSTEM_JOB_RUNS.labels(job, status)
 
 
 def webhook_delivery(outcome: str) -> None:

@@ -29,6 +29,7 @@ from maintflow_core.db.store import Store
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import lease as lease_uc
 from maintflow_core.usecases import outbox as outbox_uc
+from maintflow_core.usecases import system_jobs
 
 log = logging.getLogger("maintflow.scheduler")
 MAX_CLAIM_PASSES = 50  # per source and tick; what is left is claimed by the next tick
@@ -67,6 +68,7 @@ class SchedulerService:
         self._relayed_at = -math.inf
         self._queues_readable = True
         metrics.preinit_scheduler(source.name for source in self.sources)
+        metrics.preinit_system_jobs(job.key for job in system_jobs.BUILTIN)
 
     @property
     def is_leader(self) -> bool:

@@ -136,6 +136,7 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     """Register the actors on `broker` (and make it the global broker actors send through)."""
     dramatiq.set_broker(broker)
     metrics.preinit_workers(sorted(RAISED))
+    metrics.preinit_system_jobs(job.key for job in system_jobs.BUILTIN)
     options: dict[str, Any] = {
         "broker": broker,
         "max_retries": settings.actor_max_retries,

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maintflow_core import cron
+from maintflow_core import cron, metrics
 from maintflow_core.clock import Clock
 from maintflow_core.db.store import Store
 from maintflow_core.errors import Conflict, InvalidCron, InvalidField, NotFound
@@ -243,6 +243,8 @@ async def finish(
     )
     if failed:
         await _announce_failure(db, store, now, run_id, message or "")
+    key = await db.scalar(sa.select(J.key).join(R, R.job_id == J.id).where(R.id == run_id))
+    metrics.system_job_run(key or "(deleted)", "failed" if failed else "success")
     return True
 
 
