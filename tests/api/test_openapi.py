@@ -25,6 +25,7 @@ OPERATION_IDS = [
     "notifications_list",
     "notifications_read",
     "notifications_read_all",
+    "notifications_stream",
     "ops_health",
     "ops_queues",
     "ops_ready",
@@ -43,6 +44,11 @@ OPERATION_IDS = [
     "sessions_get",
     "sessions_list",
     "sessions_update",
+    "system_job_runs_get",
+    "system_job_runs_list",
+    "system_jobs_list",
+    "system_jobs_run",
+    "system_jobs_update",
     "target_lists_create",
     "target_lists_delete",
     "target_lists_get",
@@ -53,8 +59,34 @@ OPERATION_IDS = [
     "users_delete",
     "users_list",
     "users_me",
+    "webhooks_create",
+    "webhooks_delete",
+    "webhooks_deliveries",
+    "webhooks_get",
+    "webhooks_list",
+    "webhooks_test",
+    "windows_cancel",
+    "windows_create",
+    "windows_get",
+    "windows_list",
+    "windows_update",
+    "windows_updates_create",
+    "windows_updates_list",
 ]
-ENUMS = {"FlowType", "MisfirePolicy", "Role", "SessionStatus", "StepType", "Trigger", "Weekday"}
+ENUMS = {
+    "DeliveryStatus",
+    "Event",
+    "FlowType",
+    "MisfirePolicy",
+    "Role",
+    "SessionStatus",
+    "StepType",
+    "SystemJobRunStatus",
+    "SystemJobTrigger",
+    "Trigger",
+    "Weekday",
+    "WindowStatus",
+}
 
 
 @pytest.fixture
@@ -155,6 +187,17 @@ async def test_rules_are_described_where_they_apply(document: dict[str, Any]) ->
     assert "target_list_id" in paths["/v1/sessions/batch"]["post"]["description"]
     transitions = paths["/v1/sessions/{session_id}"]["patch"]["description"]
     assert "| `pending` | `cancelled`, `in_progress` |" in transitions
+    window = paths["/v1/maintenance-windows/{window_id}/updates"]["post"]["description"]
+    assert "| `in_progress` | `cancelled`, `completed` |" in window
+    assert "| `completed`, `cancelled` | none (final) |" in window
+    webhook = paths["/v1/webhooks"]["post"]["description"]
+    assert "422 naming `url`" in webhook and "HMAC-SHA256" in webhook
+    for path, method in [
+        ("/v1/system-jobs", "get"),
+        ("/v1/system-jobs/{key}", "patch"),
+        ("/v1/system-jobs/{key}/run", "post"),
+    ]:
+        assert "belong to the deployment" in paths[path][method]["description"]
 
 
 async def test_docs_pages_load_their_assets_from_the_api_itself(client: httpx.AsyncClient) -> None:

@@ -57,7 +57,25 @@ TAGS: list[dict[str, Any]] = [
         "name": "maintenance schedules",
         "description": "Cron or recurrence rules in an IANA timezone that launch batches.",
     },
-    {"name": "notifications", "description": "The team's notifications, newest first."},
+    {
+        "name": "maintenance windows",
+        "description": "Announced spans of planned work on a team's targets, with an update "
+        "history; the scheduler starts and completes them on time.",
+    },
+    {
+        "name": "system jobs",
+        "description": "The deployment's housekeeping jobs (retention cleanup) and their runs; "
+        "admins only.",
+    },
+    {
+        "name": "notifications",
+        "description": "The team's notifications, newest first, and a live stream of them.",
+    },
+    {
+        "name": "webhooks",
+        "description": "HTTP receivers of the team's events, signed per Standard Webhooks; "
+        "admins only.",
+    },
     {"name": "operations", "description": "Health, readiness, queues and the scheduler."},
 ]
 

@@ -3,6 +3,7 @@ one Standard Webhooks message, whatever the retries) and each delivery's attempt
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
@@ -12,7 +13,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from maintflow_core.db.base import Base, JSONType, UTCDateTime
 from maintflow_core.models._common import BigIntId, created_at, team_fk, uuid_pk
 
-DELIVERY_STATUSES = ("pending", "queued", "delivering", "succeeded", "failed")
+
+class DeliveryStatus(enum.StrEnum):
+    """A delivery is `queued` (handed to the workers), `delivering` (an attempt under way) or
+    `pending` (its next attempt due after a failed one) until it ends `succeeded` or `failed`
+    (attempts used up, 410 Gone, too many of the webhook's deliveries waiting for a retry, or
+    the webhook disabled)."""
+
+    pending = "pending"
+    queued = "queued"
+    delivering = "delivering"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+DELIVERY_STATUSES = tuple(status.value for status in DeliveryStatus)
 
 
 class Webhook(Base):

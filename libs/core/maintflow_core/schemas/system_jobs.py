@@ -2,10 +2,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field
 
 from maintflow_core.schemas.common import Request, Response
 from maintflow_core.schemas.schedules import CronText, TimezoneName
+
+
+class SystemJobRunStatus(StrEnum):
+    """`running` until it ends in `success` or `failed`."""
+
+    running = "running"
+    success = "success"
+    failed = "failed"
+
+
+class SystemJobTrigger(StrEnum):
+    """What started a system job run: its schedule, or an admin by hand."""
+
+    schedule = "schedule"
+    manual = "manual"
 
 
 class SystemJobOut(Response):
@@ -21,6 +39,15 @@ class SystemJobOut(Response):
 
 
 class SystemJobUpdate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"schedule_cron": "30 3 * * *", "timezone": "Europe/Berlin"},
+                {"enabled": False},
+            ]
+        }
+    )
+
     enabled: bool | None = None
     schedule_cron: CronText | None = None
     timezone: TimezoneName | None = None
@@ -33,11 +60,11 @@ class RunAccepted(Response):
 class SystemJobRunOut(Response):
     id: uuid.UUID
     job_key: str
-    status: Literal["running", "success", "failed"]
-    trigger: Literal["schedule", "manual"]
+    status: SystemJobRunStatus
+    trigger: SystemJobTrigger
     scheduled_for: datetime | None
     message: str | None
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None = Field(description="The job's totals (free-form JSON).")
     started_at: datetime
     finished_at: datetime | None
     duration_s: float | None

@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
+from maintflow_core.models.webhooks import DeliveryStatus
 from maintflow_core.schemas.common import Description, Request, Response
 from maintflow_core.usecases.events import Event
 
@@ -18,6 +19,18 @@ Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
 class WebhookCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/maintflow",
+                    "events": ["batch.completed", "session.failed"],
+                    "description": "On-call channel",
+                }
+            ]
+        }
+    )
+
     url: Url = Field(description="http(s) URL of the receiver.")
     events: Annotated[list[Event], Field(min_length=1), AfterValidator(_distinct)] = Field(
         description="Events to deliver (`ping` is sent by the test route whatever this says)."
@@ -29,7 +42,7 @@ class WebhookOut(Response):
     id: uuid.UUID
     team_id: uuid.UUID
     url: str
-    events: list[str]
+    events: list[Event]
     description: str | None
     created_at: datetime
     enabled: bool
@@ -55,8 +68,8 @@ class DeliveryOut(Response):
     id: uuid.UUID
     webhook_id: uuid.UUID
     message_id: str = Field(description="The `webhook-id` header of every attempt.")
-    event: str
-    status: str = Field(description="pending | queued | delivering | succeeded | failed")
+    event: Event
+    status: DeliveryStatus
     attempts: int
     status_code: int | None = Field(description="The last attempt's HTTP status, if any.")
     error: str | None = Field(description="The last attempt's error, if any.")

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from maintflow_core.schemas.common import (
     AwareInstant,
@@ -16,12 +17,36 @@ from maintflow_core.schemas.common import (
     Text,
 )
 
-WindowStatus = Literal["scheduled", "in_progress", "completed", "cancelled"]
+
+class WindowStatus(StrEnum):
+    """`scheduled → in_progress → completed` (the scheduler at `start_at` and `end_at`, or a
+    user), and `scheduled | in_progress → cancelled`; `completed` and `cancelled` are final."""
+
+    scheduled = "scheduled"
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
 Targets = Annotated[list[Label], Field(max_length=10_000)]
 Message = Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
 
 
 class WindowCreate(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Core switch firmware upgrade",
+                    "description": "Expect up to 10 minutes of packet loss per site.",
+                    "start_at": "2026-06-06T22:00:00+02:00",
+                    "end_at": "2026-06-07T02:00:00+02:00",
+                    "targets": ["sw-core-01", "sw-core-02"],
+                }
+            ]
+        }
+    )
+
     title: Name
     description: Description | None = None
     start_at: AwareInstant
@@ -31,6 +56,10 @@ class WindowCreate(Request):
 
 class WindowUpdateRequest(Request):
     """PATCH: the times of a window that has not started (end_at also while in progress)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"end_at": "2026-06-07T03:00:00+02:00"}]}
+    )
 
     title: Name | None = None
     description: Description | None = None
@@ -55,6 +84,18 @@ class WindowOut(Response):
 
 
 class WindowPost(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"message": "Second switch done, checking uplinks."},
+                {
+                    "message": "Rolled back: the new firmware drops LACP.",
+                    "status_change": "cancelled",
+                },
+            ]
+        }
+    )
+
     message: Message
     status_change: WindowStatus | None = Field(
         None, description="Move the window to this status with the entry (illegal moves: 409)."

@@ -28,7 +28,10 @@ from maintflow_core.usecases.webhook_delivery import offer_to_webhooks
 
 
 class Event(enum.StrEnum):
-    """Every event name, in one place (API.md, "Notifications and webhooks")."""
+    """Every event name, in one place (API.md, "Notifications and webhooks"): `batch.ready`
+    (all sessions of a fired batch exist), `batch.completed` (all its sessions are final),
+    `session.failed`, `window.started`, `window.completed`, `system_job.failed`; and `ping`,
+    sent to one webhook by its test route only."""
 
     BATCH_READY = "batch.ready"
     BATCH_COMPLETED = "batch.completed"

@@ -75,8 +75,10 @@ async def list_webhooks(
     return list((await db.scalars(query)).all())
 
 
-async def get_webhook(db: AsyncSession, team_id: uuid.UUID, webhook_id: uuid.UUID) -> Webhook:
-    return await get_owned(db, Webhook, team_id, webhook_id, "webhook")
+async def get_webhook(
+    db: AsyncSession, team_id: uuid.UUID, webhook_id: uuid.UUID, *, for_update: bool = False
+) -> Webhook:
+    return await get_owned(db, Webhook, team_id, webhook_id, "webhook", for_update=for_update)
 
 
 async def delete_webhook(db: AsyncSession, team_id: uuid.UUID, webhook_id: uuid.UUID) -> None:

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter
 
 from maintflow_api.deps import DB, Admin, Cursor, Limit, State
-from maintflow_api.responses import errors
+from maintflow_api.responses import AUTHED, errors
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.system_jobs import (
     RunAccepted,
@@ -19,7 +19,11 @@ from maintflow_core.schemas.system_jobs import (
 from maintflow_core.usecases import system_jobs
 from maintflow_core.usecases.pagination import page_of
 
-router = APIRouter(tags=["system jobs"], responses=errors(401, 403))
+router = APIRouter(tags=["system jobs"], responses={**AUTHED, **errors(403)})
+
+DEPLOYMENT_WIDE = """System jobs belong to the deployment, not to a team: every team's admins
+see and change the same jobs and runs (anyone else: 403). A run's `result` holds totals only,
+never another team's data."""
 
 
 @router.get(
@@ -27,6 +31,7 @@ router = APIRouter(tags=["system jobs"], responses=errors(401, 403))
     response_model=Page[SystemJobOut],
     operation_id="system_jobs_list",
     summary="List the deployment's system jobs (admin)",
+    description=DEPLOYMENT_WIDE,
 )
 async def list_jobs(
     db: DB,
@@ -48,6 +53,12 @@ async def list_jobs(
     responses=errors(400, 404, 413),
     operation_id="system_jobs_update",
     summary="Enable, disable or reschedule a system job (admin)",
+    description=f"""{DEPLOYMENT_WIDE}
+
+`schedule_cron` (a cron expression, as for schedules) in `timezone` (IANA); `null` leaves
+the job to manual runs only.
+A change of schedule, or enabling the job again, counts its next run from now: no run is
+made up for the time it was disabled.""",
 )
 async def update_job(
     key: str, body: SystemJobUpdate, db: DB, state: State, principal: Admin
@@ -64,6 +75,11 @@ async def update_job(
     responses=errors(404, 409),
     operation_id="system_jobs_run",
     summary="Start a manual run of a system job (admin; 409 while one is running)",
+    description=f"""{DEPLOYMENT_WIDE}
+
+Admins only. The run is made by the workers (`trigger: manual`), also for a disabled job;
+follow it with `GET /v1/system-job-runs/{{run_id}}`. One run of a job at a time: 409 while
+one is `running`.""",
 )
 async def run_job(key: str, db: DB, state: State, principal: Admin) -> RunAccepted:
     run_id = await system_jobs.start_manual_run(db, state.settings, state.clock.now(), key)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
 from fastapi import APIRouter, Response
 
 from maintflow_api.deps import DB, Admin, Cursor, Limit, State
-from maintflow_api.responses import errors
+from maintflow_api.etag import READ, IfMatch, IfNoneMatch, require_match, tagged
+from maintflow_api.responses import AUTHED, errors
 from maintflow_core.models import Webhook, WebhookAttempt, WebhookDelivery
 from maintflow_core.schemas.common import Page
 from maintflow_core.schemas.webhooks import (
@@ -20,9 +22,25 @@ from maintflow_core.schemas.webhooks import (
 )
 from maintflow_core.usecases import webhooks
 from maintflow_core.usecases.pagination import page_of
+from maintflow_core.usecases.principal import Principal
 from maintflow_core.usecases.webhook_delivery import message_id
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=errors(401, 403))
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses={**AUTHED, **errors(403)})
+
+CREATE_RULES = """Admins only. `url`: http or https, no credentials in it. Its host must resolve
+only to globally routable addresses: a loopback, private, link-local, multicast, reserved or
+cloud-metadata address (also inside an IPv6 address, or in a numeric spelling such as
+`0x7f000001`) is 422 naming `url`, unless the operator set `MAINTFLOW_WEBHOOK_ALLOW_PRIVATE`.
+The workers check again the address each attempt actually connects to.
+
+Deliveries follow the Standard Webhooks specification: a POST of
+`{"type": <event>, "timestamp": …, "data": {…}}` with the headers `webhook-id` (the same on every
+retry of one event), `webhook-timestamp` (Unix seconds) and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">`, keyed with the base64
+part of `secret`). Any 2xx answer is success; otherwise the delivery is retried with
+exponential backoff, up to `MAINTFLOW_WEBHOOK_MAX_ATTEMPTS` attempts; a 410 Gone disables the
+webhook. Every attempt is recorded (see the deliveries).
+`secret` is in this answer only: keep it."""
 
 
 def _out(webhook: Webhook) -> WebhookOut:
@@ -65,6 +83,7 @@ def _delivery_out(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> 
     responses=errors(400, 413),
     operation_id="webhooks_create",
     summary="Register a webhook (its signing secret is shown once)",
+    description=CREATE_RULES,
 )
 async def create_webhook(
     body: WebhookCreate, db: DB, state: State, principal: Admin
@@ -99,23 +118,39 @@ async def list_webhooks(
 @router.get(
     "/{webhook_id}",
     response_model=WebhookOut,
-    responses=errors(404),
+    responses={**errors(404), **READ},
     operation_id="webhooks_get",
     summary="Read a webhook",
 )
-async def get_webhook(webhook_id: uuid.UUID, db: DB, principal: Admin) -> WebhookOut:
-    return _out(await webhooks.get_webhook(db, principal.team_id, webhook_id))
+async def get_webhook(
+    webhook_id: uuid.UUID, db: DB, principal: Admin, if_none_match: IfNoneMatch = None
+) -> Response:
+    return tagged(
+        _out(await webhooks.get_webhook(db, principal.team_id, webhook_id)), if_none_match
+    )
+
+
+async def _still_current(
+    if_match: str | None, db: DB, principal: Principal, webhook_id: uuid.UUID
+) -> None:
+    def locked() -> Awaitable[Webhook]:
+        return webhooks.get_webhook(db, principal.team_id, webhook_id, for_update=True)
+
+    await require_match(if_match, locked, _out)
 
 
 @router.delete(
     "/{webhook_id}",
     status_code=204,
     response_class=Response,
-    responses=errors(404),
+    responses=errors(404, 412),
     operation_id="webhooks_delete",
     summary="Delete a webhook and its deliveries",
 )
-async def delete_webhook(webhook_id: uuid.UUID, db: DB, principal: Admin) -> Response:
+async def delete_webhook(
+    webhook_id: uuid.UUID, db: DB, principal: Admin, if_match: IfMatch = None
+) -> Response:
+    await _still_current(if_match, db, principal, webhook_id)
     await webhooks.delete_webhook(db, principal.team_id, webhook_id)
     await db.commit()
     return Response(status_code=204)
@@ -145,6 +180,8 @@ async def list_deliveries(
     responses=errors(404),
     operation_id="webhooks_test",
     summary="Send the webhook a `ping` event",
+    description="Delivered by the workers like any event, whatever the webhook's `events` "
+    "say; to a disabled webhook it is recorded as failed. Follow it in the deliveries.",
 )
 async def test_webhook(webhook_id: uuid.UUID, db: DB, state: State, principal: Admin) -> PingSent:
     delivery_id = await webhooks.send_ping(db, state.clock, principal.team_id, webhook_id)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
-from maintflow_api.responses import errors
+from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
+from maintflow_api.responses import AUTHED, errors
+from maintflow_core.models import MaintenanceWindow
 from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.windows import (
     WindowCreate,
@@ -18,10 +21,31 @@ from maintflow_core.schemas.windows import (
 )
 from maintflow_core.usecases import windows
 from maintflow_core.usecases.pagination import page_of
+from maintflow_core.usecases.principal import Principal
 
-router = APIRouter(tags=["maintenance windows"], responses=errors(401))
+router = APIRouter(tags=["maintenance windows"], responses=AUTHED)
 PREFIX = "/v1/maintenance-windows"
 ONE = f"{PREFIX}/{{window_id}}"
+
+
+def _transition_table() -> str:
+    rows = [
+        f"| `{old}` | {', '.join(f'`{new}`' for new in sorted(to))} |"
+        for old, to in windows.TRANSITIONS.items()
+    ]
+    final = [f"`{s}`" for s in WindowStatus if s not in windows.TRANSITIONS]
+    return "\n".join(
+        ["| from | to |", "|---|---|", *rows, f"| {', '.join(final)} | none (final) |"]
+    )
+
+
+TRANSITION_RULES = f"""Status changes allowed (any other is 409):
+
+{_transition_table()}
+
+The scheduler moves a window `scheduled → in_progress` at `start_at` and `in_progress →
+completed` at `end_at`, each with an update entry (`automatic: true`) and a notification
+(`window.started`, `window.completed`)."""
 
 
 @router.post(
@@ -31,6 +55,7 @@ ONE = f"{PREFIX}/{{window_id}}"
     responses=errors(400, 403, 413),
     operation_id="windows_create",
     summary="Create a maintenance window",
+    description="The window starts `scheduled`; `end_at` must be after `start_at` (else 422).",
 )
 async def create_window(body: WindowCreate, db: DB, state: State, principal: Engineer) -> WindowOut:
     window = await windows.create_window(
@@ -45,6 +70,8 @@ async def create_window(body: WindowCreate, db: DB, state: State, principal: Eng
     response_model=Page[WindowOut],
     operation_id="windows_list",
     summary="List maintenance windows (by status, or covering an instant)",
+    description="Latest start first. With `active_at` and no `status`, cancelled windows are "
+    "left out.",
 )
 async def list_windows(
     db: DB,
@@ -67,27 +94,49 @@ async def list_windows(
 @router.get(
     ONE,
     response_model=WindowOut,
-    responses=errors(404),
+    responses={**errors(404), **READ},
     operation_id="windows_get",
     summary="Get a maintenance window",
 )
-async def get_window(window_id: uuid.UUID, db: DB, principal: Viewer) -> WindowOut:
-    return WindowOut.model_validate(await windows.get_window(db, principal.team_id, window_id))
+async def get_window(
+    window_id: uuid.UUID, db: DB, principal: Viewer, if_none_match: IfNoneMatch = None
+) -> Response:
+    window = await windows.get_window(db, principal.team_id, window_id)
+    return tagged(WindowOut.model_validate(window), if_none_match)
+
+
+async def _still_current(
+    if_match: str | None, db: DB, principal: Principal, window_id: uuid.UUID
+) -> None:
+    def locked() -> Awaitable[MaintenanceWindow]:
+        return windows.get_window(db, principal.team_id, window_id, for_update=True)
+
+    await require_match(if_match, locked, WindowOut.model_validate)
 
 
 @router.patch(
     ONE,
     response_model=WindowOut,
-    responses=errors(400, 403, 404, 409, 413),
+    responses={**errors(400, 403, 404, 409, 412, 413), **WRITTEN},
     operation_id="windows_update",
     summary="Edit a maintenance window (its times only while still ahead)",
+    description="`title`, `description` and `targets` change in any status. `start_at` changes "
+    "only while the window is `scheduled`, `end_at` also while it is `in_progress`; any other "
+    "change of time is 409. `end_at` must stay after `start_at` (else 422). The status "
+    "changes through `POST …/updates` and `POST …/cancel`, not here.",
 )
 async def update_window(
-    window_id: uuid.UUID, body: WindowUpdateRequest, db: DB, state: State, principal: Engineer
-) -> WindowOut:
+    window_id: uuid.UUID,
+    body: WindowUpdateRequest,
+    db: DB,
+    state: State,
+    principal: Engineer,
+    if_match: IfMatch = None,
+) -> Response:
+    await _still_current(if_match, db, principal, window_id)
     window = await windows.update_window(db, state.clock.now(), principal.team_id, window_id, body)
     await db.commit()
-    return WindowOut.model_validate(window)
+    return tagged(WindowOut.model_validate(window))
 
 
 @router.post(
@@ -96,6 +145,8 @@ async def update_window(
     responses=errors(403, 404, 409),
     operation_id="windows_cancel",
     summary="Cancel a maintenance window that is not over",
+    description="Moves a `scheduled` or `in_progress` window to `cancelled` with an update "
+    "entry; a `completed` or `cancelled` one: 409.",
 )
 async def cancel_window(
     window_id: uuid.UUID, db: DB, state: State, principal: Engineer
@@ -114,6 +165,7 @@ async def cancel_window(
     responses=errors(400, 403, 404, 409, 413),
     operation_id="windows_updates_create",
     summary="Post an update to a window, optionally changing its status",
+    description=TRANSITION_RULES,
 )
 async def post_update(
     window_id: uuid.UUID, body: WindowPost, db: DB, state: State, principal: Engineer
