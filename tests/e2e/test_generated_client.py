@@ -1,8 +1,8 @@
 """A client generated from the served /openapi.json with openapi-python-client, during the run,
 driving the main paths against `maintflow dev` as a client user would: a flow, a target list
 sent as CSV, a batch launch and its sessions' transitions, a schedule with a recurrence, its
-preview, pause and resume, and a run-now. Also: /docs and /redoc there load nothing from another
-host."""
+preview, pause and resume, and a run-now; a maintenance window, a webhook and a system job run
+with their named enums and ETags. Also: /docs and /redoc there load nothing from another host."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -174,6 +175,62 @@ def test_the_main_paths_through_a_generated_client(dev: Dev, generated: ModuleTy
     batch = poll_until_sync(run_ready, 10, "the run-now batch's 2 sessions", detail=dev.proc.tail)
     assert batch.trigger == models.Trigger.RUN_NOW
     assert sorted(s.target_label for s in batch.sessions) == ["web-01", "web-02"]
+
+
+def test_windows_webhooks_and_system_jobs_through_a_generated_client(
+    dev: Dev, generated: ModuleType
+) -> None:
+    models = _module(generated, "models")
+    call = _Calls(generated, dev)
+    start = datetime.now(UTC) + timedelta(days=1)
+    window = call.ok(
+        201,
+        "maintenance_windows.windows_create",
+        body=models.WindowCreate(
+            title="Core switch upgrade", start_at=start, end_at=start + timedelta(hours=2)
+        ),
+    )
+    assert window.status == models.WindowStatus.SCHEDULED
+    read = call.answer("maintenance_windows.windows_get", window_id=window.id)
+    tag = read.headers["ETag"]
+    entry = call.ok(
+        201,
+        "maintenance_windows.windows_updates_create",
+        window_id=window.id,
+        body=models.WindowPost(
+            message="Started early", status_change=models.WindowStatus.IN_PROGRESS
+        ),
+    )
+    assert entry.new_status == models.WindowStatus.IN_PROGRESS
+    stale = call.answer(
+        "maintenance_windows.windows_update",
+        window_id=window.id,
+        body=models.WindowUpdateRequest(title="Lost"),
+        if_match=tag,
+    )
+    assert stale.status_code == 412
+    started = call.ok(200, "notifications.notifications_list")
+    assert models.Event.WINDOW_STARTED in [n.event for n in started.items]
+
+    # Subscribed to `ping` only: nothing raised here is ever sent to it.
+    webhook = call.ok(
+        201,
+        "webhooks.webhooks_create",
+        body=models.WebhookCreate(url="https://93.184.215.14/hooks", events=[models.Event.PING]),
+    )
+    assert webhook.events == [models.Event.PING]
+    tag = call.answer("webhooks.webhooks_get", webhook_id=webhook.id).headers["ETag"]
+    call.ok(204, "webhooks.webhooks_delete", webhook_id=webhook.id, if_match=tag)
+
+    accepted = call.ok(202, "system_jobs.system_jobs_run", key="retention_cleanup_manual")
+
+    def run_over() -> Any:
+        run = call.ok(200, "system_jobs.system_job_runs_get", run_id=accepted.run_id)
+        return run if run.status != models.SystemJobRunStatus.RUNNING else None
+
+    run = poll_until_sync(run_over, 20, "the manual system job run's end", detail=dev.proc.tail)
+    assert run.status == models.SystemJobRunStatus.SUCCESS
+    assert run.trigger == models.SystemJobTrigger.MANUAL
 
 
 def test_the_docs_pages_of_maintflow_dev_load_nothing_from_another_host(dev: Dev) -> None:
