@@ -189,7 +189,7 @@ async def test_rules_are_described_where_they_apply(document: dict[str, Any]) ->
     assert "| `pending` | `cancelled`, `in_progress` |" in transitions
     window = paths["/v1/maintenance-windows/{window_id}/updates"]["post"]["description"]
     assert "| `in_progress` | `cancelled`, `completed` |" in window
-    assert "| `completed`, `cancelled` | none (final) |" in window
+    assert "| `cancelled` | none (final) |" in window
     webhook = paths["/v1/webhooks"]["post"]["description"]
     assert "422 naming `url`" in webhook and "HMAC-SHA256" in webhook
     for path, method in [

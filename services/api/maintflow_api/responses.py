@@ -4,6 +4,7 @@ own wherever a route takes parameters or a body."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,3 +78,14 @@ def serialized(model: BaseModel, status_code: int = 200) -> Response:
     a Response skips FastAPI's second validation against `response_model` (which still
     documents the shape); on list routes that second pass cost more than the query."""
     return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
+def transition_table(transitions: Mapping[str, Iterable[str]], statuses: Iterable[str]) -> str:
+    """A Markdown table of the status changes a state machine allows, for an operation's
+    description, made from the machine itself (so that the two cannot disagree): a row per
+    status in `statuses`, a status missing from `transitions` being final."""
+    rows = ["| from | to |", "|---|---|"]
+    for old in statuses:
+        to = ", ".join(f"`{new}`" for new in sorted(transitions.get(old, ())))
+        rows.append(f"| `{old}` | {to or 'none (final)'} |")
+    return "\n".join(rows)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from maintflow_api.deps import DB, Cursor, Engineer, IdempotencyKey, Limit, State, Viewer
 from maintflow_api.idempotent import run_once
 from maintflow_api.ratelimit import LAUNCH_LIMITED
-from maintflow_api.responses import AUTHED, errors, serialized
+from maintflow_api.responses import AUTHED, errors, serialized, transition_table
 from maintflow_core.schemas.batches import (
     BatchDetail,
     BatchLaunch,
@@ -28,17 +28,9 @@ from maintflow_core.usecases.pagination import page_of
 router = APIRouter(tags=["sessions and batches"], responses=AUTHED)
 
 
-def _transition_table() -> str:
-    rows = [
-        f"| `{old}` | {', '.join(f'`{new}`' for new in sorted(to)) or 'none (final)'} |"
-        for old, to in sessions.TRANSITIONS.items()
-    ]
-    return "\n".join(["| from | to |", "|---|---|", *rows])
-
-
 _UPDATE_RULES = f"""Status changes allowed (any other is 409; the same status again is no change):
 
-{_transition_table()}
+{transition_table(sessions.TRANSITIONS, sessions.TRANSITIONS)}
 
 `current_step_id` must name a step of the session's snapshot of the flow (else 422)."""
 

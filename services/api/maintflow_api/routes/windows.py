@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
-from maintflow_api.responses import AUTHED, errors
+from maintflow_api.responses import AUTHED, errors, transition_table
 from maintflow_core.models import MaintenanceWindow
 from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.windows import (
@@ -28,20 +28,9 @@ PREFIX = "/v1/maintenance-windows"
 ONE = f"{PREFIX}/{{window_id}}"
 
 
-def _transition_table() -> str:
-    rows = [
-        f"| `{old}` | {', '.join(f'`{new}`' for new in sorted(to))} |"
-        for old, to in windows.TRANSITIONS.items()
-    ]
-    final = [f"`{s}`" for s in WindowStatus if s not in windows.TRANSITIONS]
-    return "\n".join(
-        ["| from | to |", "|---|---|", *rows, f"| {', '.join(final)} | none (final) |"]
-    )
-
-
 TRANSITION_RULES = f"""Status changes allowed (any other is 409):
 
-{_transition_table()}
+{transition_table(windows.TRANSITIONS, WindowStatus)}
 
 The scheduler moves a window `scheduled → in_progress` at `start_at` and `in_progress →
 completed` at `end_at`, each with an update entry (`automatic: true`) and a notification
