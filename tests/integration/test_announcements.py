@@ -1,20 +1,26 @@
 """Announcements of new notifications, on both stores (PostgreSQL LISTEN/NOTIFY; in-process on
 SQLite): a committed event wakes the listeners with its team, a rolled-back one never does, and
-each cause raises its event once; `ping` is never raised."""
+each cause raises its event once; `ping` is never raised. Many events raised in one call are
+numbered per team in the order given, once per cause, and offered to each webhook once."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from maintflow_core.clock import FakeClock
 from maintflow_core.db.store import Store
-from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.models import WebhookDelivery
+from maintflow_core.usecases.events import Event, EventToRaise, raise_event, raise_events
 from maintflow_core.usecases.notifications import notifications_after
 from maintflow_core.usecases.teams import create_team
+from maintflow_core.usecases.webhooks import create_webhook
 from tests.kit.poll import poll_until
+
+URL = "http://127.0.0.1:9/hook"  # never called: these tests only read what is offered
 
 
 async def _team(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> uuid.UUID:
@@ -88,3 +94,59 @@ async def test_each_cause_raises_its_event_once_numbered_in_order(
             await raise_event(
                 db, store, clock.now(), team_id, Event.PING, {}, cause, title="", message=""
             )
+
+
+async def test_events_raised_together_are_numbered_per_team_in_order_once_per_cause(
+    store: Store, sessions: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> None:
+    a, b = await _team(sessions, clock), await _team(sessions, clock)
+    async with sessions() as db, db.begin():
+        hooks = {
+            name: (await create_webhook(db, clock, team, URL, events, None, allow_private=True)).id
+            for name, team, events in (
+                ("a_started", a, [Event.WINDOW_STARTED]),
+                ("a_both", a, [Event.WINDOW_STARTED, Event.WINDOW_COMPLETED]),
+                ("b_completed", b, [Event.WINDOW_COMPLETED]),
+            )
+        }
+    w1, w2, w3 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    batch = [  # the two teams interleaved, as a claim pass's windows come
+        EventToRaise(b, Event.WINDOW_STARTED, {}, w3, "w3 started", "m"),
+        EventToRaise(a, Event.WINDOW_STARTED, {}, w1, "w1 started", "m"),
+        EventToRaise(a, Event.WINDOW_STARTED, {}, w2, "w2 started", "m"),
+        EventToRaise(b, Event.WINDOW_COMPLETED, {}, w3, "w3 completed", "m"),
+        EventToRaise(a, Event.WINDOW_COMPLETED, {}, w1, "w1 completed", "m"),
+        EventToRaise(a, Event.WINDOW_STARTED, {}, w1, "given twice: raised once", "m"),
+    ]
+    async with sessions() as db, db.begin():
+        written = await raise_events(db, store, clock.now(), batch)
+    assert [note.title for note in written] == [raised.title for raised in batch[:5]]
+    async with sessions() as db:
+        of_a = await notifications_after(db, a, 0, 10)
+        of_b = await notifications_after(db, b, 0, 10)
+    assert [(n.seq, n.title) for n in of_a] == [
+        (1, "w1 started"),
+        (2, "w2 started"),
+        (3, "w1 completed"),
+    ]
+    assert [(n.seq, n.title) for n in of_b] == [(1, "w3 started"), (2, "w3 completed")]
+
+    async with sessions() as db, db.begin():  # the same causes again: nothing more
+        assert await raise_events(db, store, clock.now(), batch) == []
+    async with sessions() as db:
+        assert len(await notifications_after(db, a, 0, 10)) == 3
+        assert len(await notifications_after(db, b, 0, 10)) == 2
+        offered = (
+            await db.execute(sa.select(WebhookDelivery.webhook_id, WebhookDelivery.event_id))
+        ).all()
+    by_title = {n.id: n.title for n in [*of_a, *of_b]}
+    assert sorted((hook, by_title[note]) for hook, note in offered) == sorted(
+        [
+            (hooks["a_started"], "w1 started"),
+            (hooks["a_started"], "w2 started"),
+            (hooks["a_both"], "w1 started"),
+            (hooks["a_both"], "w2 started"),
+            (hooks["a_both"], "w1 completed"),
+            (hooks["b_completed"], "w3 completed"),
+        ]
+    )

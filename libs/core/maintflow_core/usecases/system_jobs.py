@@ -26,7 +26,7 @@ from maintflow_core.records import outbox_row
 from maintflow_core.scheduling import Bounds, first_fire
 from maintflow_core.schemas.system_jobs import SystemJobUpdate
 from maintflow_core.settings import Settings
-from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.usecases.events import Event, EventToRaise, raise_events
 from maintflow_core.usecases.pagination import paginate
 from maintflow_core.usecases.retention import JobFunction, Transaction, retention_cleanup
 from maintflow_core.usecases.schedule_rules import parse_rule
@@ -253,20 +253,19 @@ async def _announce_failure(
 ) -> None:
     key = await db.scalar(sa.select(J.key).join(R, R.job_id == J.id).where(R.id == run_id))
     data = {"job_key": key, "run_id": str(run_id)}
-    # Team rows in id order: the same lock order as every other raiser of many events.
-    for team_id in (await db.scalars(sa.select(Team.id).order_by(Team.id))).all():
-        await raise_event(
-            db,
-            store,
-            now,
-            team_id,
-            Event.SYSTEM_JOB_FAILED,
-            data,
-            f"{run_id}:{team_id}",
-            title=f"System job {key} failed",
-            message=f"Run {run_id} of system job {key} failed; admins can read why in "
-            "GET /v1/system-job-runs/{id}.",
-        )
+    teams = (await db.scalars(sa.select(Team.id))).all()
+    title = f"System job {key} failed"
+    message = (
+        f"Run {run_id} of system job {key} failed; admins can read why in "
+        "GET /v1/system-job-runs/{id}."
+    )
+    failed = Event.SYSTEM_JOB_FAILED
+    await raise_events(
+        db,
+        store,
+        now,
+        [EventToRaise(t, failed, data, f"{run_id}:{t}", title, message) for t in teams],
+    )
     log.error("system_job_failed", extra={"run_id": str(run_id), "job": key, "reason": reason})
 
 

@@ -10,7 +10,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,31 +78,39 @@ def deliver_message(delivery_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     return outbox_row(DELIVER_WEBHOOK, {"delivery_id": str(delivery_id)}, now)
 
 
-async def offer_to_webhooks(db: AsyncSession, note: Notification) -> int:
-    """In the event's transaction: one delivery (and its outbox row) for each enabled webhook
-    of the note's team that subscribes to its event. Returns how many."""
-    subscribed = [
-        webhook_id
-        for webhook_id, events in await db.execute(
-            sa.select(Webhook.id, Webhook.events).where(
-                Webhook.team_id == note.team_id, Webhook.disabled_at.is_(None)
-            )
-        )
-        if note.event in events
-    ]
-    if not subscribed:
+async def offer_to_webhooks(db: AsyncSession, notes: Sequence[Notification]) -> int:
+    """In the events' transaction: one delivery (and its outbox row) for each enabled webhook
+    of each note's team that subscribes to its event — one lookup of the teams' webhooks and
+    one INSERT of each kind of row, whatever the number of notes. Returns how many."""
+    webhooks: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
+    teams = {note.team_id for note in notes}
+    if teams:
+        for webhook_id, team_id, events in await db.execute(
+            sa.select(Webhook.id, Webhook.team_id, Webhook.events)
+            .where(Webhook.team_id.in_(teams), Webhook.disabled_at.is_(None))
+            .order_by(Webhook.id)
+        ):
+            webhooks.setdefault(team_id, []).append((webhook_id, events))
+    made: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for note in notes:
+        subscribed = [w for w, events in webhooks.get(note.team_id, []) if note.event in events]
+        body = _note_body(note) if subscribed else ""
+        made += [new_delivery(w, note.event, note.id, body, note.created_at) for w in subscribed]
+    if not made:
         return 0
+    await db.execute(sa.insert(WebhookDelivery), [delivery for delivery, _ in made])
+    await db.execute(sa.insert(Outbox), [message for _, message in made])
+    return len(made)
+
+
+def _note_body(note: Notification) -> str:
     data = {
         **(note.data or {}),
         "notification_id": str(note.id),
         "title": note.title,
         "message": note.message,
     }
-    body = event_body(note.event, data, note.created_at)
-    made = [new_delivery(w, note.event, note.id, body, note.created_at) for w in subscribed]
-    await db.execute(sa.insert(WebhookDelivery), [delivery for delivery, _ in made])
-    await db.execute(sa.insert(Outbox), [message for _, message in made])
-    return len(made)
+    return event_body(note.event, data, note.created_at)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from maintflow_core.db.store import Store
 from maintflow_core.errors import IllegalTransition, InvalidField
 from maintflow_core.models import MaintenanceWindow, WindowUpdate
 from maintflow_core.schemas.windows import WindowCreate, WindowPost, WindowUpdateRequest
-from maintflow_core.usecases.events import Event, raise_event
+from maintflow_core.usecases.events import Event, EventToRaise, raise_events
 from maintflow_core.usecases.owned import get_owned
 from maintflow_core.usecases.pagination import paginate
 
@@ -212,24 +212,23 @@ async def write_entries(
             for w in windows
         ],
     )
-    # Events last (they lock each team's counter row until commit), teams in id order: the
-    # lock order of every raiser of many events.
-    moved = [(entry, row) for entry, row in zip(entries, rows, strict=True) if entry.new_status]
-    for entry, row in sorted(moved, key=lambda pair: pair[0].window.team_id):
-        event = EVENTS.get(row["new_status"])
-        if event is not None:
-            await _raise(db, store, now, event, entry, row)
-    return rows
-
-
-async def _raise(
-    db: AsyncSession, store: Store, now: datetime, event: Event, entry: Entry, row: dict[str, Any]
-) -> None:
-    w = entry.window
-    await raise_event(
+    # Events last (they lock each team's counter row until commit), all in one call.
+    await raise_events(
         db,
         store,
         now,
+        [
+            _event(event, entry, row)
+            for entry, row in zip(entries, rows, strict=True)
+            if (event := EVENTS.get(row["new_status"])) is not None
+        ],
+    )
+    return rows
+
+
+def _event(event: Event, entry: Entry, row: dict[str, Any]) -> EventToRaise:
+    w = entry.window
+    return EventToRaise(
         w.team_id,
         event,
         {

@@ -123,12 +123,30 @@ class Store(ABC):
         """Insert new sessions (`records.session_rows`) in one round trip, inside the caller's
         transaction (which must already have begun)."""
 
-    @abstractmethod
     async def insert_once(
         self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
     ) -> bool:
         """Insert a row unless one with the same `key` (a unique constraint) exists. True if
         this call inserted it."""
+        return bool(await self.insert_many_once(db, table, [values], key))
+
+    async def insert_many_once(
+        self,
+        db: AsyncSession,
+        table: type[Any],
+        rows: Sequence[dict[str, Any]],
+        key: Sequence[str],
+    ) -> list[Any]:
+        """Insert `rows` (each with its `id`) in one statement, skipping each whose `key` (a
+        unique constraint) another row already has. Returns the ids of the rows inserted."""
+        if not rows:
+            return []
+        insert = self.conflict_insert(db, table).on_conflict_do_nothing(index_elements=key)
+        return list((await db.execute(insert.returning(table.id), list(rows))).scalars())
+
+    @abstractmethod
+    def conflict_insert(self, db: AsyncSession, table: type[Any]) -> Any:
+        """An INSERT into `table` that can take ON CONFLICT, as this database spells it."""
 
     @abstractmethod
     async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:

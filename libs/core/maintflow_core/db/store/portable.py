@@ -139,13 +139,8 @@ class PortableStore(Store):
         if rows:
             await db.execute(sa.insert(Session), list(rows))
 
-    async def insert_once(
-        self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> bool:
-        result = await db.execute(
-            _on_conflict_insert(db, table).values(values).on_conflict_do_nothing(index_elements=key)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    def conflict_insert(self, db: AsyncSession, table: type[Any]) -> Any:
+        return _on_conflict_insert(db, table)
 
     async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
         _local.pending(db).add(team_id)

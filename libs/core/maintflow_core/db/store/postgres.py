@@ -259,13 +259,8 @@ class PostgresStore(Store):
         ]
         await driver.copy_records_to_table("sessions", records=records, columns=SESSION_COLUMNS)
 
-    async def insert_once(
-        self, db: AsyncSession, table: type[Any], values: dict[str, Any], key: Sequence[str]
-    ) -> bool:
-        result = await db.execute(
-            postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=key)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    def conflict_insert(self, db: AsyncSession, table: type[Any]) -> Any:
+        return postgresql.insert(table)
 
     async def announce_notification(self, db: AsyncSession, team_id: uuid.UUID) -> None:
         # NOTIFY is transactional: delivered to the listeners on commit, dropped on rollback.
