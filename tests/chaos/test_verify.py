@@ -90,13 +90,23 @@ async def _batch(
     await _notify(db, common, "batch.ready")
 
 
-async def _notify(db: AsyncSession, common: dict[str, Any], event: str) -> None:
+async def _notify(
+    db: AsyncSession, common: dict[str, Any], event: str, cause: str | None = None
+) -> None:
+    """A notification row as raise_event writes it: once per cause key ("<event>:<batch>" unless
+    `cause` names another), numbered after the team's last."""
     await db.execute(
         sa.text(
             "INSERT INTO notifications (id, team_id, event, title, message, batch_id, "
-            "created_at) VALUES (:id, :team, :event, 'ready', 'ready', :b, :t)"
+            "created_at, dedupe_key, seq) VALUES (:id, :team, :event, 'ready', 'ready', :b, :t, "
+            ":key, (SELECT coalesce(max(seq), 0) + 1 FROM notifications WHERE team_id = :team))"
         ),
-        {**common, "id": uuid.uuid4(), "event": event},
+        {
+            **common,
+            "id": uuid.uuid4(),
+            "event": event,
+            "key": f"{event}:{cause or common['b']}",
+        },
     )
 
 
@@ -151,7 +161,10 @@ async def test_a_second_notification_is_reported(
 ) -> None:
     first, ids = await _record(team)
     async with sessions() as db, db.begin():
-        await _notify(db, {"team": team.team_id, "b": ids[0], "t": T0}, "batch.other")
+        # The database refuses a second batch.ready of one cause; a bug could still raise one
+        # under another cause key, and the verifier must see it.
+        common = {"team": team.team_id, "b": ids[0], "t": T0}
+        await _notify(db, common, "batch.ready", cause=f"{ids[0]}:again")
 
     verdict = await verify(probe, first, LABELS)
 
