@@ -1,5 +1,5 @@
 """Row 8 — webhook throughput: deliveries/s of N queued webhook deliveries through the real
-pipeline (outbox relay → `deliver_webhook` → signed POST → outcome recorded) in a separate
+pipeline (outbox relay → `deliver_webhooks` → signed POST → outcome recorded) in a separate
 `maintflow worker --processes 1 --threads 8`, against a plain httpx loop in this process posting
 the same bodies, one after the other, to the same receiver (a uvicorn process of its own, on
 127.0.0.1: MAINTFLOW_WEBHOOK_ALLOW_PRIVATE=true for the worker)."""
@@ -27,7 +27,8 @@ from bench.common import (
     wait_for,
 )
 from bench.fanout import relay_service
-from maintflow_core.models import Outbox, Webhook, WebhookDelivery
+from maintflow_core.models import Webhook
+from maintflow_core.usecases import webhook_delivery
 from maintflow_core.usecases.webhook_delivery import event_body, new_delivery
 from maintflow_core.usecases.webhooks import new_secret
 from maintflow_scheduler.service import SchedulerService
@@ -80,8 +81,7 @@ async def queue_deliveries(bench: Bench, webhook_id: uuid.UUID, n: int) -> None:
     body = event_body("batch.completed", DATA, now)
     made = [new_delivery(webhook_id, "batch.completed", uuid.uuid4(), body, now) for _ in range(n)]
     async with bench.sessions() as db, db.begin():
-        await db.execute(sa.insert(WebhookDelivery), [d for d, _ in made])
-        await db.execute(sa.insert(Outbox), [m for _, m in made])
+        await webhook_delivery.queue_deliveries(db, made, now)
 
 
 async def drive(

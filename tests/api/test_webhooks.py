@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from maintflow_core.models import Outbox
-from maintflow_core.queues import DELIVER_WEBHOOK
+from maintflow_core.queues import DELIVER_WEBHOOKS
 from maintflow_core.settings import Settings
 from tests.conftest import TeamCtx
 from tests.unit.test_webhook_ssrf import REFUSED_HOSTS
@@ -134,9 +134,9 @@ async def test_the_test_route_queues_a_ping_with_its_message_id(
     assert delivery["attempt_log"] == []
     async with team.sessions() as db:
         payloads = list(
-            await db.scalars(sa.select(Outbox.payload).where(Outbox.kind == DELIVER_WEBHOOK.name))
+            await db.scalars(sa.select(Outbox.payload).where(Outbox.kind == DELIVER_WEBHOOKS.name))
         )
-    assert payloads == [{"delivery_id": sent["delivery_id"]}]
+    assert payloads == [{"delivery_ids": [sent["delivery_id"]]}]
 
 
 async def test_the_routes_have_stable_operation_ids(team: TeamCtx) -> None:

@@ -25,7 +25,7 @@ from tests.conftest import REDIS_URL
 from tests.kit.broker import drop_namespace
 from tests.kit.cluster import Cluster, cluster_env
 from tests.kit.dev import created, running_dev
-from tests.kit.logs import assert_no_job_failures, last_json_object
+from tests.kit.logs import assert_no_job_failures, json_objects, last_json_object
 from tests.kit.poll import poll_until, poll_until_sync
 from tests.kit.procs import free_port
 from tests.kit.webhook_receiver import HANG, Receiver
@@ -126,6 +126,15 @@ async def test_events_and_pings_reach_receivers_that_verify_them_and_failures_ar
     (delivery,) = await running.deliveries(flaky_hook)
     assert delivery["message_id"] in flaky_ids
     assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 502, 200]
+    # The failed attempts are logged by the worker with the message's delivery ids.
+    failed = [
+        o
+        for o in json_objects(running.cluster["worker-1"].log_text())
+        if o.get("event") == "webhook_attempt_failed" and o.get("delivery_id") == delivery["id"]
+    ]
+    assert [o["status_code"] for o in failed] == [500, 502]
+    assert all(delivery["id"] in o["delivery_ids"] for o in failed)
+    assert all(o["actor"] == "deliver_webhooks" and "batch_id" not in o for o in failed)
 
 
 async def test_a_worker_sigkilled_mid_delivery_still_delivers_with_the_same_webhook_id(

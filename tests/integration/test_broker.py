@@ -16,6 +16,7 @@ from maintflow_broker.enqueue import enqueue_many, outbox_messages
 from maintflow_broker.queues import oldest_queued_at, queue_stats
 from maintflow_core.queues import (
     DELIVER_WEBHOOK,
+    DELIVER_WEBHOOKS,
     FANOUT_QUEUE,
     FIRE_BATCH,
     RUN_SYSTEM_JOB,
@@ -87,7 +88,8 @@ def test_queue_stats_count_the_messages_the_relay_makes(broker: Any) -> None:
         [
             (1, FIRE_BATCH.name, {"batch_id": batch_id}),
             (2, "no_such_kind", {}),
-            (3, DELIVER_WEBHOOK.name, {"delivery_id": str(uuid.uuid4())}),
+            (3, DELIVER_WEBHOOKS.name, {"delivery_ids": [str(uuid.uuid4())]}),
+            (5, DELIVER_WEBHOOK.name, {"delivery_id": str(uuid.uuid4())}),
             (4, RUN_SYSTEM_JOB.name, {"run_id": str(uuid.uuid4())}),
         ]
     )
@@ -96,8 +98,9 @@ def test_queue_stats_count_the_messages_the_relay_makes(broker: Any) -> None:
     stats = {q["name"]: q for q in queue_stats(broker)}
     assert stats[FANOUT_QUEUE] == {"name": FANOUT_QUEUE, "depth": 1, "delayed": 0, "dead_letter": 0}
     assert stats[SESSIONS_QUEUE]["depth"] == 0
-    # A webhook delivery waits on a queue of its own, never behind a fan-out.
-    assert stats[WEBHOOKS_QUEUE]["depth"] == 1
+    # Webhook deliveries (either message shape) wait on a queue of their own, never behind a
+    # fan-out.
+    assert stats[WEBHOOKS_QUEUE]["depth"] == 2
     # So does a system job's run.
     assert stats[SYSTEM_QUEUE]["depth"] == 1
 

@@ -1,5 +1,5 @@
 """Webhook deliveries from an event to a real HTTP receiver on 127.0.0.1, on both databases: the
-real actor (maintflow_workers.actors.deliver_webhook) and sender, the leader's due-work source
+real actor (maintflow_workers.actors.deliver_webhooks) and sender, the leader's due-work source
 for retries and re-drives, on the test's fake clock — which stands at the real time, so that
 receivers can check signatures with the `standardwebhooks` package. Backoff is shortened only
 by moving that clock."""
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from maintflow_core.clock import FakeClock, SystemClock
 from maintflow_core.db.store import Store
 from maintflow_core.due.webhooks import WebhookDeliveries
-from maintflow_core.models import WebhookDelivery
-from maintflow_core.queues import DELIVER_WEBHOOK
+from maintflow_core.models import Outbox, WebhookDelivery
+from maintflow_core.queues import DELIVER_WEBHOOKS
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import outbox, webhook_delivery, webhooks
 from maintflow_core.usecases.events import Event, raise_event
@@ -88,20 +88,22 @@ async def raise_completed(team: TeamCtx, store: Store) -> uuid.UUID:
     return note.id
 
 
-async def deliver_queued(team: TeamCtx, worker: WorkerContext) -> int:
-    """Relay the outbox as the leader does, deliver each deliver_webhook message as a worker
-    does, and wait for the requests to end. Returns how many messages were delivered."""
-    sent: list[str] = []
+async def deliver_queued(team: TeamCtx, worker: WorkerContext, *, drain: bool = True) -> int:
+    """Relay the outbox as the leader does, run each deliver_webhooks message as a worker
+    does, and (`drain`) wait for the requests to end. Returns how many deliveries the messages
+    held."""
+    sent: list[list[str]] = []
 
     async def publish(rows: Sequence[outbox.OutboxMessage]) -> None:
-        sent.extend(p["delivery_id"] for _id, kind, p in rows if kind == DELIVER_WEBHOOK.name)
+        sent.extend(p["delivery_ids"] for _id, kind, p in rows if kind == DELIVER_WEBHOOKS.name)
 
     async with team.sessions() as db, db.begin():
         await outbox.relay_once(db, publish, team.clock.now(), limit=500)
-    for delivery_id in sent:
-        await actors.deliver_webhook(delivery_id)
-    await worker.webhooks.drain()
-    return len(sent)
+    for delivery_ids in sent:
+        await actors.deliver_webhooks(delivery_ids)
+    if drain:
+        await worker.webhooks.drain()
+    return sum(len(ids) for ids in sent)
 
 
 async def leader_drives(team: TeamCtx, settings: Settings, store: Store) -> list[uuid.UUID]:
@@ -273,10 +275,9 @@ async def test_an_attempt_whose_worker_was_lost_is_made_again_with_the_same_webh
         policy = webhook_delivery.Policy.of(settings)
         # A worker claims the attempt, then dies before sending it.
         async with worker.statements() as statements:
-            claimed = await webhook_delivery.claim(
-                statements, delivery_id, team.clock.now(), policy
+            (claimed,) = await webhook_delivery.claim(
+                statements, [delivery_id], team.clock.now(), policy
             )
-        assert claimed is not None
         assert await leader_drives(team, settings, store) == []  # its lease still runs
         team.clock.advance(policy.lease + timedelta(seconds=1))
         assert await leader_drives(team, settings, store) == [delivery_id]
@@ -319,3 +320,92 @@ async def test_a_ping_from_the_test_route_is_delivered_and_signed(
     assert payload["type"] == "ping" and payload["data"] == {"webhook_id": hook["id"]}
     assert received.webhook_id == sent["message_id"]
     assert json.loads(received.body) == payload
+
+
+async def test_a_burst_goes_out_several_deliveries_to_a_message_each_as_a_slot_comes_free(
+    team: TeamCtx, settings: Settings, store: Store, worker: WorkerContext
+) -> None:
+    settings.webhook_concurrency = 4
+    many = webhook_delivery.DELIVERIES_PER_MESSAGE + 3
+    with Receiver() as receiver:
+        hooks = [await register(team, receiver.url) for _ in range(many)]
+        await raise_completed(team, store)
+        async with team.sessions() as db:
+            messages = list(
+                await db.scalars(
+                    sa.select(Outbox.payload).where(Outbox.kind == DELIVER_WEBHOOKS.name)
+                )
+            )
+        sizes = sorted(len(m["delivery_ids"]) for m in messages)
+        assert sizes == [3, webhook_delivery.DELIVERIES_PER_MESSAGE]
+        assert await deliver_queued(team, worker) == many
+        assert receiver.count(200) == many
+    for hook in hooks:
+        (delivery,) = await deliveries(team, hook)
+        assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
+
+
+async def test_what_finds_no_free_slot_within_the_wait_is_put_back_for_the_leader(
+    team: TeamCtx, settings: Settings, store: Store, worker: WorkerContext
+) -> None:
+    settings.webhook_concurrency = 2
+    settings.webhook_timeout_s = 5.0  # the held requests outlast the wait for a slot
+    with Receiver(answers=[HANG, HANG]) as receiver:
+        hooks = [await register(team, receiver.url) for _ in range(3)]
+        await raise_completed(team, store)
+        # One message of three: two requests hang, holding both slots; the third waits.
+        await deliver_queued(team, worker, drain=False)
+        assert receiver.count() == 2
+        waiting = [d for h in hooks for d in await deliveries(team, h) if d["attempts"] == 0]
+        assert [(d["status"], d["attempt_log"]) for d in waiting] == [("pending", [])]
+        receiver.release()
+        await worker.webhooks.drain()
+        team.clock.advance(webhook_delivery.BUSY_RETRY)
+        driven = await leader_drives(team, settings, store)
+        assert uuid.UUID(waiting[0]["id"]) in driven
+        await deliver_queued(team, worker)
+    (put_back,) = [d for h in hooks for d in await deliveries(team, h) if d["attempts"] == 1]
+    assert put_back["id"] == waiting[0]["id"] and put_back["status"] == "succeeded"
+
+
+async def test_a_message_mixing_claimable_taken_and_disabled_deliveries_sends_only_the_first(
+    team: TeamCtx, store: Store, worker: WorkerContext
+) -> None:
+    with Receiver() as receiver:
+        kept, gone = await register(team, receiver.url), await register(team, receiver.url)
+        await raise_completed(team, store)
+        async with team.sessions() as db, db.begin():
+            ids = {
+                str(webhook_id): delivery_id
+                for delivery_id, webhook_id in await db.execute(
+                    sa.select(WebhookDelivery.id, WebhookDelivery.webhook_id)
+                )
+            }
+            await webhook_delivery.disable(
+                db, uuid.UUID(gone["id"]), team.clock.now(), "test: switched off"
+            )
+        # The same delivery twice in one message, and once more in another: one request.
+        twice = [str(ids[kept["id"]])] * 2 + [str(ids[gone["id"]])]
+        await actors.deliver_webhooks(twice)
+        await actors.deliver_webhooks(twice)
+        await worker.webhooks.drain()
+        assert receiver.count() == 1
+    (sent,) = await deliveries(team, kept)
+    assert sent["status"] == "succeeded" and sent["attempts"] == 1
+    (refused,) = await deliveries(team, gone)
+    assert refused["status"] == "failed" and refused["attempts"] == 0
+
+
+async def test_a_one_delivery_message_of_an_earlier_version_is_still_delivered(
+    team: TeamCtx, store: Store, worker: WorkerContext
+) -> None:
+    with Receiver() as receiver:
+        hook = await register(team, receiver.url)
+        await raise_completed(team, store)
+        async with team.sessions() as db:
+            delivery_id = await db.scalar(sa.select(WebhookDelivery.id))
+        await actors.deliver_webhook(str(delivery_id))
+        await worker.webhooks.drain()
+        assert receiver.count(200) == 1
+    (delivery,) = await deliveries(team, hook)
+    assert delivery["status"] == "succeeded"

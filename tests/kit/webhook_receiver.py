@@ -37,6 +37,9 @@ class Received:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A burst of deliveries opens many connections at once; socketserver's backlog of 5 would
+    # drop the rest's SYNs, whose retransmission comes after the tests' 1 s timeout.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A sender that goes away (a worker killed or stopped with its keep-alive connections

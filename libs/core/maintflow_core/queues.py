@@ -42,11 +42,16 @@ class OutboxKind:
 # stored say "fire_schedule": the name stays).
 FIRE_BATCH = OutboxKind("fire_schedule", FANOUT_QUEUE, ("batch_id",))
 
-# One attempt of a webhook delivery (the delivery row says which attempt, and whether any is due).
+# The next attempt of each of a few webhook deliveries (their rows say which attempt, and
+# whether any is due): one message for several, so a burst of events costs the broker and the
+# workers a message per few deliveries rather than one each.
+DELIVER_WEBHOOKS = OutboxKind("deliver_webhooks", WEBHOOKS_QUEUE, ("delivery_ids",))
+# One delivery per message, as versions before DELIVER_WEBHOOKS wrote them: still relayed and
+# taken so that none stored or in flight across an upgrade is dropped; nothing writes it now.
 DELIVER_WEBHOOK = OutboxKind("deliver_webhook", WEBHOOKS_QUEUE, ("delivery_id",))
 # A system job's run: execute it once (a run already taken up is left to its deadline).
 RUN_SYSTEM_JOB = OutboxKind("run_system_job", SYSTEM_QUEUE, ("run_id",))
 
 KINDS: dict[str, OutboxKind] = {
-    kind.name: kind for kind in (FIRE_BATCH, DELIVER_WEBHOOK, RUN_SYSTEM_JOB)
+    kind.name: kind for kind in (FIRE_BATCH, DELIVER_WEBHOOKS, DELIVER_WEBHOOK, RUN_SYSTEM_JOB)
 }

@@ -13,7 +13,13 @@ from sqlalchemy.exc import IntegrityError
 
 from maintflow_broker.enqueue import enqueue_many
 from maintflow_core import metrics
-from maintflow_core.queues import DELIVER_WEBHOOK, FIRE_BATCH, RUN_SYSTEM_JOB, SESSIONS_QUEUE
+from maintflow_core.queues import (
+    DELIVER_WEBHOOK,
+    DELIVER_WEBHOOKS,
+    FIRE_BATCH,
+    RUN_SYSTEM_JOB,
+    SESSIONS_QUEUE,
+)
 from maintflow_core.settings import Settings
 from maintflow_core.usecases import fanout, system_jobs, webhook_delivery
 from maintflow_core.usecases.events import RAISED
@@ -73,54 +79,75 @@ async def _mark_ready(ctx: context.WorkerContext, batch_id: uuid.UUID) -> None:
         metrics.batch_ready((now - created_at).total_seconds())
 
 
-async def deliver_webhook(delivery_id: str) -> None:
-    """Claim the delivery's next attempt and start sending it beside the worker threads (see
-    maintflow_workers.webhooks); its outcome is recorded when the request ends. Nothing to
-    claim (a duplicate message, a finished delivery): nothing to do. No room for another
-    request in this process: the delivery is put back for the leader to enqueue again."""
+async def deliver_webhooks(delivery_ids: list[str]) -> None:
+    """Claim the next attempt of each delivery and start sending it beside the worker threads
+    (see maintflow_workers.webhooks), as request slots of this process come free; each
+    outcome is recorded when its request ends. What cannot be claimed (a duplicate message, a
+    finished delivery) is left as it is. When no slot comes free within BUSY_WAIT (slow
+    receivers hold them all), the rest is put back for the leader to enqueue again."""
     ctx = context.current()
     sender = ctx.webhooks
-    did = uuid.UUID(delivery_id)
-    if not sender.reserve():
-        async with ctx.connection() as db:
-            await webhook_delivery.postpone(db, did, ctx.clock.now())
-        return
+    ids = [uuid.UUID(i) for i in delivery_ids]
+    while ids:
+        slots = await sender.reserve(len(ids), webhook_delivery.BUSY_WAIT.total_seconds())
+        if not slots:
+            async with ctx.connection() as db:
+                await webhook_delivery.postpone(db, ids, ctx.clock.now())
+            return
+        await _claim_and_send(ctx, ids[:slots])
+        ids = ids[slots:]
+
+
+async def _claim_and_send(ctx: context.WorkerContext, ids: list[uuid.UUID]) -> None:
+    """Claim `ids`, for which request slots are reserved, and start sending the claimed ones;
+    the slots of the others are given back."""
+    sender = ctx.webhooks
     try:
         async with ctx.statements() as statements:
-            claimed = await webhook_delivery.claim(statements, did, ctx.clock.now(), sender.policy)
-        if claimed is None:
+            claimed = await webhook_delivery.claim(statements, ids, ctx.clock.now(), sender.policy)
+        if len(claimed) < len(ids):
+            taken = {c.delivery_id for c in claimed}
             async with ctx.connection() as db:
-                await webhook_delivery.end_unclaimed(db, did, ctx.clock.now())
+                unclaimed = [i for i in ids if i not in taken]
+                await webhook_delivery.end_unclaimed(db, unclaimed, ctx.clock.now())
     except BaseException:
-        sender.release()
+        sender.release(len(ids))
         raise
-    if claimed is None:
-        sender.release()
-        return
+    sender.release(len(ids) - len(claimed))
+    for one in claimed:
+        sender.start(one, _record_outcome)
 
-    async def record(claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome) -> None:
-        try:
-            status = await webhook_delivery.record(
-                ctx.statements, ctx.connection, claimed, outcome, ctx.clock.now(), sender.policy
-            )
-        except IntegrityError:
-            # The webhook was deleted meanwhile: nothing of this outcome is left to keep.
-            log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
-            return
-        if outcome.succeeded:
-            return  # the deliveries route shows it; only failures are worth a log line
-        log.info(
-            "webhook_attempt_failed",
-            extra={
-                "delivery_id": delivery_id,
-                "attempt": claimed.attempt,
-                "status_code": outcome.status_code,
-                "error": outcome.error,
-                "delivery_status": status,
-            },
+
+async def deliver_webhook(delivery_id: str) -> None:
+    """One delivery per message, as versions before `deliver_webhooks` sent them."""
+    await deliver_webhooks([delivery_id])
+
+
+async def _record_outcome(
+    claimed: webhook_delivery.Claimed, outcome: webhook_delivery.Outcome
+) -> None:
+    ctx = context.current()
+    delivery_id = str(claimed.delivery_id)
+    try:
+        status = await webhook_delivery.record(
+            ctx.statements, ctx.connection, claimed, outcome, ctx.clock.now(), ctx.webhooks.policy
         )
-
-    sender.start(claimed, record)
+    except IntegrityError:
+        # The webhook was deleted meanwhile: nothing of this outcome is left to keep.
+        log.info("webhook_outcome_dropped", extra={"delivery_id": delivery_id})
+        return
+    if outcome.succeeded:
+        return  # the deliveries route shows it; only failures are worth a log line
+    log.info(
+        "webhook_attempt_failed",
+        extra={
+            "delivery_id": delivery_id,
+            "attempt": claimed.attempt,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+            "delivery_status": status,
+        },
+    )
 
 
 async def run_system_job(run_id: str) -> None:
@@ -145,6 +172,7 @@ def declare(broker: dramatiq.Broker, settings: Settings) -> None:
     for name, queue, fn in (
         (FIRE_BATCH.name, FIRE_BATCH.queue, fire_schedule),
         (CREATE_SESSION, SESSIONS_QUEUE, create_session),
+        (DELIVER_WEBHOOKS.name, DELIVER_WEBHOOKS.queue, deliver_webhooks),
         (DELIVER_WEBHOOK.name, DELIVER_WEBHOOK.queue, deliver_webhook),
     ):
         dramatiq.actor(actor_name=name, queue_name=queue, **options)(fn)

@@ -5,6 +5,8 @@ carry the id of the message being worked on."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 from typing import Any
 
@@ -72,9 +74,10 @@ def dramatiq_metrics() -> Middleware:
 
 
 class LogFields(Middleware):
-    """Bind the message id, the actor and (for maintflow's actors, whose first argument is one)
-    the batch id to every line logged while a message runs — its async actor too: the event loop
-    thread runs it in a copy of the worker thread's context."""
+    """Bind the message id, the actor and the actor's first argument under its own name (the
+    batch_id, delivery_ids, run_id… that maintflow's actors take first) to every line logged
+    while a message runs — its async actor too: the event loop thread runs it in a copy of the
+    worker thread's context."""
 
     def __init__(self) -> None:
         self._bound: dict[str, contextlib.ExitStack] = {}
@@ -83,7 +86,9 @@ class LogFields(Middleware):
         stack = contextlib.ExitStack()
         fields: dict[str, Any] = {"message_id": message.message_id, "actor": message.actor_name}
         if message.args:
-            fields["batch_id"] = message.args[0]
+            name = _first_parameter(broker, message.actor_name)
+            if name is not None:
+                fields[name] = message.args[0]
         stack.enter_context(bind_log_fields(**fields))
         self._bound[message.message_id] = stack
 
@@ -101,3 +106,17 @@ class LogFields(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self.after_process_message(broker, message)
+
+
+@functools.cache
+def _first_parameter_of(fn: Any) -> str | None:
+    parameters = list(inspect.signature(fn).parameters)
+    return parameters[0] if parameters else None
+
+
+def _first_parameter(broker: dramatiq.Broker, actor_name: str) -> str | None:
+    try:
+        actor = broker.get_actor(actor_name)
+    except dramatiq.errors.ActorNotFound:
+        return None
+    return _first_parameter_of(actor.fn)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from maintflow_core import metrics
 from maintflow_core.db.store.base import DeliveryStatements
 from maintflow_core.models import Notification, Outbox, Webhook, WebhookAttempt, WebhookDelivery
-from maintflow_core.queues import DELIVER_WEBHOOK
+from maintflow_core.queues import DELIVER_WEBHOOKS
 from maintflow_core.records import outbox_row
 from maintflow_core.settings import Settings
 
@@ -36,11 +36,18 @@ D = WebhookDelivery
 # message (Redis lost it, an embedded process stopped) and is enqueued again. A message that
 # was only slow then finds the delivery taken and does nothing.
 QUEUED_REDRIVE = timedelta(minutes=5)
-# When a worker process already has `webhook_concurrency` requests in flight, a delivery waits
-# this long and is enqueued again, rather than holding a worker thread.
+# When a worker process already has `webhook_concurrency` requests in flight, a message waits
+# at most BUSY_WAIT for one to end (a burst to fast receivers frees one within milliseconds);
+# what still has no room then is enqueued again after BUSY_RETRY, so that slow receivers hold a
+# worker thread no longer than that.
+BUSY_WAIT = timedelta(seconds=1)
 BUSY_RETRY = timedelta(seconds=1)
 GONE = 410
 RETRY_LIMIT_NOTE = "the webhook's limit of deliveries awaiting a retry is reached"
+# Deliveries handed to the workers in one message at most: enough that a burst costs the broker
+# and the workers a message per this many, few enough that a burst still spreads over the
+# worker processes (and that one message never wants more than a process's request slots).
+DELIVERIES_PER_MESSAGE = 16
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -56,12 +63,10 @@ def event_body(event: str, data: dict[str, Any] | None, at: datetime) -> str:
 
 def new_delivery(
     webhook_id: uuid.UUID, event: str, event_id: uuid.UUID | None, body: str, now: datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A delivery ready for its first attempt, and the outbox row that hands it to a worker;
-    written together."""
-    delivery_id = uuid.uuid4()
-    delivery = {
-        "id": delivery_id,
+) -> dict[str, Any]:
+    """A delivery row ready for its first attempt (`queue_deliveries` writes it)."""
+    return {
+        "id": uuid.uuid4(),
         "webhook_id": webhook_id,
         "event": event,
         "event_id": event_id,
@@ -71,17 +76,36 @@ def new_delivery(
         "next_attempt_at": now + QUEUED_REDRIVE,
         "created_at": now,
     }
-    return delivery, deliver_message(delivery_id, now)
 
 
-def deliver_message(delivery_id: uuid.UUID, now: datetime) -> dict[str, Any]:
-    return outbox_row(DELIVER_WEBHOOK, {"delivery_id": str(delivery_id)}, now)
+async def queue_deliveries(
+    db: Executor, deliveries: Sequence[dict[str, Any]], now: datetime
+) -> None:
+    """Write new deliveries (`new_delivery`) and the outbox rows that hand them to the workers,
+    in the caller's transaction."""
+    if not deliveries:
+        return
+    await db.execute(sa.insert(WebhookDelivery), list(deliveries))
+    await db.execute(sa.insert(Outbox), deliver_messages([d["id"] for d in deliveries], now))
+
+
+def deliver_messages(delivery_ids: Sequence[uuid.UUID], now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows that hand these deliveries to the workers, `DELIVERIES_PER_MESSAGE` a
+    message."""
+    return [
+        outbox_row(
+            DELIVER_WEBHOOKS,
+            {"delivery_ids": [str(i) for i in delivery_ids[at : at + DELIVERIES_PER_MESSAGE]]},
+            now,
+        )
+        for at in range(0, len(delivery_ids), DELIVERIES_PER_MESSAGE)
+    ]
 
 
 async def offer_to_webhooks(db: AsyncSession, notes: Sequence[Notification]) -> int:
     """In the events' transaction: one delivery (and its outbox row) for each enabled webhook
     of each note's team that subscribes to its event — one lookup of the teams' webhooks and
-    one INSERT of each kind of row, whatever the number of notes. Returns how many."""
+    one INSERT of each kind of row, whatever the number of notes. Returns how many deliveries."""
     webhooks: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
     teams = {note.team_id for note in notes}
     if teams:
@@ -91,15 +115,13 @@ async def offer_to_webhooks(db: AsyncSession, notes: Sequence[Notification]) -> 
             .order_by(Webhook.id)
         ):
             webhooks.setdefault(team_id, []).append((webhook_id, events))
-    made: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    made: list[dict[str, Any]] = []
     for note in notes:
         subscribed = [w for w, events in webhooks.get(note.team_id, []) if note.event in events]
         body = _note_body(note) if subscribed else ""
         made += [new_delivery(w, note.event, note.id, body, note.created_at) for w in subscribed]
-    if not made:
-        return 0
-    await db.execute(sa.insert(WebhookDelivery), [delivery for delivery, _ in made])
-    await db.execute(sa.insert(Outbox), [message for _, message in made])
+    if made:
+        await queue_deliveries(db, made, max(note.created_at for note in notes))
     return len(made)
 
 
@@ -175,20 +197,21 @@ class Outcome(NamedTuple):
 
 
 async def claim(
-    statements: DeliveryStatements, delivery_id: uuid.UUID, now: datetime, policy: Policy
-) -> Claimed | None:
-    """Take the next attempt of a queued delivery (one statement of the store's); None when
-    there is none to take (see `end_unclaimed`)."""
-    row = await statements.claim_delivery(delivery_id, now + policy.lease)
-    if row is None:
-        return None
-    return Claimed(delivery_id, row.attempts, row.webhook_id, row.url, row.secret, row.body)
+    statements: DeliveryStatements,
+    delivery_ids: Sequence[uuid.UUID],
+    now: datetime,
+    policy: Policy,
+) -> list[Claimed]:
+    """Take the next attempt of each queued delivery of `delivery_ids` (one statement of the
+    store's); those not taken are not returned (see `end_unclaimed`)."""
+    rows = await statements.claim_deliveries(delivery_ids, now + policy.lease)
+    return [Claimed(r.id, r.attempts, r.webhook_id, r.url, r.secret, r.body) for r in rows]
 
 
-async def end_unclaimed(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
-    """After a claim found nothing to take: a delivery still queued then has a disabled
-    webhook, and fails without an attempt (taken or finished ones are left alone)."""
-    await _finish(db, delivery_id, now, "failed", error="the webhook is disabled", of="queued")
+async def end_unclaimed(db: Executor, delivery_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    """After a claim did not take these: a delivery still queued then has a disabled webhook,
+    and fails without an attempt (taken or finished ones are left alone)."""
+    await _fail(db, delivery_ids, now, "the webhook is disabled", of="queued")
 
 
 async def _retrying(db: Executor, webhook_id: uuid.UUID, limit: int) -> bool:
@@ -203,11 +226,11 @@ async def _retrying(db: Executor, webhook_id: uuid.UUID, limit: int) -> bool:
     return int(await db.scalar(sa.select(sa.func.count()).select_from(waiting)) or 0) >= limit
 
 
-async def postpone(db: Executor, delivery_id: uuid.UUID, now: datetime) -> None:
-    """A queued delivery this worker has no room for: the leader enqueues it again shortly."""
+async def postpone(db: Executor, delivery_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    """Queued deliveries this worker has no room for: the leader enqueues them again shortly."""
     await db.execute(
         sa.update(D)
-        .where(D.id == delivery_id, D.status == "queued")
+        .where(D.id.in_(delivery_ids), D.status == "queued")
         .values(status="pending", next_attempt_at=now + BUSY_RETRY)
     )
 
@@ -277,21 +300,14 @@ def attempt_row(delivery_id: uuid.UUID, number: int, outcome: Outcome) -> dict[s
     }
 
 
-async def _finish(
-    db: Executor,
-    delivery_id: uuid.UUID,
-    now: datetime,
-    status: str,
-    *,
-    error: str,
-    of: str | None = None,
+async def _fail(
+    db: Executor, delivery_ids: Sequence[uuid.UUID], now: datetime, error: str, *, of: str
 ) -> None:
-    """End a delivery with `status` (only if it is in status `of`, when given)."""
-    where = [D.id == delivery_id] if of is None else [D.id == delivery_id, D.status == of]
+    """End these deliveries as failed without another attempt, each only if in status `of`."""
     await db.execute(
         sa.update(D)
-        .where(*where)
-        .values(status=status, next_attempt_at=None, finished_at=now, last_error=error)
+        .where(D.id.in_(delivery_ids), D.status == of)
+        .values(status="failed", next_attempt_at=None, finished_at=now, last_error=error)
     )
 
 
@@ -352,7 +368,7 @@ async def drive_due(db: AsyncSession, now: datetime, limit: int, policy: Policy)
                 sa.insert(WebhookAttempt).values(attempt_row(row.id, row.attempts, lost))
             )
             if row.attempts >= policy.max_attempts:
-                await _finish(db, row.id, now, "failed", error=LOST_ATTEMPT)
+                await _fail(db, [row.id], now, LOST_ATTEMPT, of="delivering")
                 continue
         queued.append(row.id)
     if queued:
@@ -361,7 +377,7 @@ async def drive_due(db: AsyncSession, now: datetime, limit: int, policy: Policy)
             .where(D.id.in_(queued))
             .values(status="queued", next_attempt_at=now + QUEUED_REDRIVE)
         )
-        await db.execute(sa.insert(Outbox), [deliver_message(i, now) for i in queued])
+        await db.execute(sa.insert(Outbox), deliver_messages(queued, now))
     return Driven(len(due), queued)
 
 

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maintflow_core import ssrf
 from maintflow_core.clock import Clock
 from maintflow_core.errors import InvalidField
-from maintflow_core.models import Outbox, Webhook, WebhookAttempt, WebhookDelivery
+from maintflow_core.models import Webhook, WebhookAttempt, WebhookDelivery
 from maintflow_core.usecases.events import Event
 from maintflow_core.usecases.owned import delete_owned, get_owned
 from maintflow_core.usecases.pagination import paginate
-from maintflow_core.usecases.webhook_delivery import event_body, new_delivery
+from maintflow_core.usecases.webhook_delivery import event_body, new_delivery, queue_deliveries
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -114,7 +114,6 @@ async def send_ping(
     now = clock.now()
     data = {"webhook_id": str(webhook.id)}
     body = event_body(Event.PING, data, now)
-    delivery, message = new_delivery(webhook.id, Event.PING, None, body, now)
-    await db.execute(sa.insert(WebhookDelivery).values(delivery))
-    await db.execute(sa.insert(Outbox).values(message))
+    delivery = new_delivery(webhook.id, Event.PING, None, body, now)
+    await queue_deliveries(db, [delivery], now)
     return uuid.UUID(str(delivery["id"]))

@@ -45,6 +45,7 @@ class SessionStatements(Protocol):
 
 
 class ClaimedRow(NamedTuple):
+    id: uuid.UUID
     webhook_id: uuid.UUID
     attempts: int
     body: str
@@ -56,11 +57,12 @@ class DeliveryStatements(Protocol):
     """A webhook delivery attempt's two hot statements (`usecases.webhook_delivery`), each
     atomic on its own."""
 
-    async def claim_delivery(
-        self, delivery_id: uuid.UUID, lease_until: datetime
-    ) -> ClaimedRow | None:
-        """Take the next attempt of a queued delivery whose webhook is enabled: `delivering`,
-        one more attempt, leased until `lease_until`. None when there is none to take."""
+    async def claim_deliveries(
+        self, delivery_ids: Sequence[uuid.UUID], lease_until: datetime
+    ) -> list[ClaimedRow]:
+        """Take the next attempt of each of these deliveries that is queued and whose webhook
+        is enabled: `delivering`, one more attempt, leased until `lease_until`. The others
+        (taken, finished, webhook disabled) are left alone and not returned."""
         ...
 
     async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:

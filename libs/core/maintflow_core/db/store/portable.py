@@ -157,13 +157,14 @@ def _claim_delivery() -> sa.Update:
     enabled = sa.exists().where(Webhook.id == d.webhook_id, Webhook.disabled_at.is_(None))
     return (
         sa.update(d)
-        .where(d.id == sa.bindparam("delivery_id"), d.status == "queued", enabled)
+        .where(d.id.in_(sa.bindparam("delivery_ids", expanding=True)), d.status == "queued")
+        .where(enabled)
         .values(
             status="delivering",
             attempts=d.attempts + 1,
             next_attempt_at=sa.bindparam("lease_until"),
         )
-        .returning(d.webhook_id, d.attempts, d.body, url, secret)
+        .returning(d.id, d.webhook_id, d.attempts, d.body, url, secret)
     )
 
 
@@ -196,14 +197,13 @@ class _PortableStatements:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def claim_delivery(
-        self, delivery_id: uuid.UUID, lease_until: datetime
-    ) -> ClaimedRow | None:
+    async def claim_deliveries(
+        self, delivery_ids: Sequence[uuid.UUID], lease_until: datetime
+    ) -> list[ClaimedRow]:
         taken = await self.conn.execute(
-            _CLAIM_DELIVERY, {"delivery_id": delivery_id, "lease_until": lease_until}
+            _CLAIM_DELIVERY, {"delivery_ids": list(delivery_ids), "lease_until": lease_until}
         )
-        row = taken.one_or_none()
-        return None if row is None else ClaimedRow(*row)
+        return [ClaimedRow(*row) for row in taken]
 
     async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
         values = {f"moved_{name}": value for name, value in moved.items()}

@@ -323,8 +323,9 @@ _CLAIM_DELIVERY = """
 UPDATE webhook_deliveries d
 SET status = 'delivering', attempts = d.attempts + 1, next_attempt_at = $2
 FROM webhooks w
-WHERE d.id = $1 AND d.status = 'queued' AND w.id = d.webhook_id AND w.disabled_at IS NULL
-RETURNING d.webhook_id, d.attempts, d.body, w.url, w.secret
+WHERE d.id = ANY($1::uuid[]) AND d.status = 'queued' AND w.id = d.webhook_id
+  AND w.disabled_at IS NULL
+RETURNING d.id, d.webhook_id, d.attempts, d.body, w.url, w.secret
 """
 _SETTLE_DELIVERY = """
 WITH moved AS (
@@ -344,11 +345,11 @@ class _PostgresStatements:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def claim_delivery(
-        self, delivery_id: uuid.UUID, lease_until: datetime
-    ) -> ClaimedRow | None:
-        row = await self.conn.fetchrow(_CLAIM_DELIVERY, delivery_id, lease_until)
-        return None if row is None else ClaimedRow(*row)
+    async def claim_deliveries(
+        self, delivery_ids: Sequence[uuid.UUID], lease_until: datetime
+    ) -> list[ClaimedRow]:
+        rows = await self.conn.fetch(_CLAIM_DELIVERY, list(delivery_ids), lease_until)
+        return [ClaimedRow(*row) for row in rows]
 
     async def settle_delivery(self, attempt: dict[str, Any], moved: dict[str, Any]) -> bool:
         settled = await self.conn.fetchval(
