@@ -159,6 +159,33 @@ async def test_a_worker_sigkilled_mid_delivery_still_delivers_with_the_same_webh
     assert made["status_code"] == 200
 
 
+async def test_webhook_traffic_can_have_workers_of_its_own(running: Running) -> None:
+    """`maintflow worker --queues webhooks` beside `--queues fanout sessions system`: the
+    deliveries go to the first, nothing of them to the second."""
+    cluster = running.cluster
+    for proc in [p for p in cluster.procs.values() if p.role == "worker" and p.alive]:
+        cluster.stop(proc.name)
+    others, hooks = await asyncio.gather(
+        cluster.start_worker("others", threads=2, queues=["fanout", "sessions", "system"]),
+        cluster.start_worker("hooks-only", threads=2, queues=["webhooks"]),
+    )
+    with Receiver(answers=[500]) as receiver:
+        hook = await running.register(receiver.url, ["session.failed"])
+        await running.fail_a_session()
+        await poll_until(lambda: receiver.count(200) == 1, DEADLINE_S, "the retried delivery")
+    (delivery,) = await running.deliveries(hook)
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 200]
+
+    def failed_attempts(proc: Any) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in json_objects(proc.log_text())
+            if o.get("event") == "webhook_attempt_failed" and o.get("delivery_id") == delivery["id"]
+        ]
+
+    assert len(failed_attempts(hooks)) == 1 and failed_attempts(others) == []
+
+
 def test_a_session_failed_and_a_ping_reach_a_receiver_through_maintflow_dev(
     tmp_path: Path,
 ) -> None:

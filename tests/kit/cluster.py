@@ -178,18 +178,21 @@ class Cluster:
         return proc
 
     async def start_worker(
-        self, name: str, processes: int = 1, threads: int = 4, timeout: float = 30.0
+        self,
+        name: str,
+        processes: int = 1,
+        threads: int = 4,
+        timeout: float = 30.0,
+        queues: Sequence[str] = (),
     ) -> Proc:
-        """`maintflow worker --processes N --threads M` with its ops port on a free port
-        (`proc.url`); ready when every worker process has logged Dramatiq's "ready for
-        action"."""
+        """`maintflow worker --processes N --threads M [--queues …]` with its ops port on a
+        free port (`proc.url`); ready when every worker process has logged Dramatiq's "ready
+        for action"."""
         port = free_port()
-        proc = self.spawn(
-            name,
-            "worker",
-            ["worker", "--processes", str(processes), "--threads", str(threads)],
-            {"MAINTFLOW_WORKER_OPS_PORT": str(port)},
-        )
+        argv = ["worker", "--processes", str(processes), "--threads", str(threads)]
+        if queues:
+            argv += ["--queues", *queues]
+        proc = self.spawn(name, "worker", argv, {"MAINTFLOW_WORKER_OPS_PORT": str(port)})
         proc.port = port
         await proc.wait_log("Worker process is ready for action", timeout, count=processes)
         return proc

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from maintflow_core.queues import QUEUES
 from maintflow_core.settings import Settings
 
 
@@ -95,8 +96,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings.redis_url is None:
         print("maintflow worker needs MAINTFLOW_REDIS_URL (distributed mode)", file=sys.stderr)
         return 2
-    from maintflow_core.queues import QUEUES
-
     threads = args.threads or settings.worker_threads
     # Each worker process reads its settings again; its connection pools follow its threads.
     os.environ["MAINTFLOW_WORKER_THREADS"] = str(threads)
@@ -111,7 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "--threads",
         str(threads),
         "--queues",
-        *QUEUES,
+        *(args.queues or QUEUES),
         "--worker-shutdown-timeout",
         str(int(settings.actor_time_limit_s * 1000)),
     ]
@@ -180,6 +179,14 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run Dramatiq workers on Redis")
     worker.add_argument("--processes", type=int, default=None)
     worker.add_argument("--threads", type=int, default=None)
+    worker.add_argument(
+        "--queues",
+        nargs="+",
+        choices=QUEUES,
+        default=None,
+        help="take only these queues (default: all); e.g. a deployment of `--queues webhooks` "
+        "beside one of the others keeps webhook traffic off the fan-out's threads",
+    )
     worker.set_defaults(func=cmd_worker)
 
     check = sub.add_parser(
