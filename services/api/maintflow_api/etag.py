@@ -6,21 +6,25 @@ could see changes the tag. GET honours If-None-Match (304); PATCH/PUT/DELETE hon
 A resource's routes apply it so (see routes/flows.py):
 
     GET:               return tagged(FlowOut..., if_none_match)    responses={..., **READ}
-    PATCH/PUT/DELETE:  await require_match(if_match, <read the row FOR UPDATE>, FlowOut...)
+    PATCH/PUT/DELETE:  await require_match(if_match, flows.get_flow, db, team_id, flow_id,
+                                           FlowOut.model_validate)
                        before the write, then return tagged(FlowOut...)    responses: 412, WRITTEN
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Header, HTTPException
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 Row = TypeVar("Row")
+Row_co = TypeVar("Row_co", covariant=True)
 IfMatch = Annotated[
     str | None,
     Header(
@@ -89,16 +93,31 @@ def tagged(
     return Response(payload if content is None else content, media_type=media_type, headers=headers)
 
 
+class LockedRead(Protocol[Row_co]):
+    """A use-case's read of a team's row: `get_flow(db, team_id, flow_id, for_update=True)`."""
+
+    def __call__(
+        self, db: AsyncSession, team_id: uuid.UUID, row_id: uuid.UUID, /, *, for_update: bool
+    ) -> Awaitable[Row_co]: ...
+
+
 async def require_match(
-    if_match: str | None, read: Callable[[], Awaitable[Row]], out: Callable[[Row], BaseModel]
+    if_match: str | None,
+    read: LockedRead[Row],
+    db: AsyncSession,
+    team_id: uuid.UUID,
+    row_id: uuid.UUID,
+    out: Callable[[Row], BaseModel],
 ) -> None:
-    """412 unless `if_match` names the current version of the resource, `out(await read())`.
-    `read` must lock the row (FOR UPDATE) in the request's transaction: the check and the write
-    that follows are then one, and of two writers sending the same tag the second waits for the
-    first's commit and compares against what it wrote. Nothing is read without If-Match."""
+    """412 unless `if_match` names the current version of the team's row `row_id`, as `out`
+    renders it. The row is read FOR UPDATE in the request's transaction: the check and the
+    write that follows are then one, and of two writers sending the same tag the second waits
+    for the first's commit and compares against what it wrote. Nothing is read without
+    If-Match."""
     if if_match is None:
         return
-    payload = out(await read()).model_dump_json().encode()
+    row = await read(db, team_id, row_id, for_update=True)
+    payload = out(row).model_dump_json().encode()
     if not _matches(if_match, etag_of(payload), weak=False):
         raise HTTPException(
             412, "the resource has changed since that ETag: read it again (If-Match is stale)"

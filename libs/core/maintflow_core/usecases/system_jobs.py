@@ -224,11 +224,17 @@ async def finish(
 ) -> bool:
     """Record the run's outcome, once: False when it was no longer running (the deadline
     passed first). A failure raises system_job.failed."""
-    started = await db.scalar(
-        sa.select(R.started_at).where(R.id == run_id, R.status == "running").with_for_update()
-    )
-    if started is None:
+    running = (
+        await db.execute(
+            sa.select(R.started_at, J.key)
+            .outerjoin(J, R.job_id == J.id)
+            .where(R.id == run_id, R.status == "running")
+            .with_for_update(of=R)
+        )
+    ).one_or_none()
+    if running is None:
         return False
+    started, key = running
     await db.execute(
         sa.update(R)
         .where(R.id == run_id)
@@ -242,16 +248,19 @@ async def finish(
         )
     )
     if failed:
-        await _announce_failure(db, store, now, run_id, message or "")
-    key = await db.scalar(sa.select(J.key).join(R, R.job_id == J.id).where(R.id == run_id))
+        await _announce_failure(db, store, now, run_id, key, message or "")
     metrics.system_job_run(key or "(deleted)", "failed" if failed else "success")
     return True
 
 
 async def _announce_failure(
-    db: AsyncSession, store: Store, now: datetime, run_id: uuid.UUID, reason: str
+    db: AsyncSession,
+    store: Store,
+    now: datetime,
+    run_id: uuid.UUID,
+    key: str | None,
+    reason: str,
 ) -> None:
-    key = await db.scalar(sa.select(J.key).join(R, R.job_id == J.id).where(R.id == run_id))
     data = {"job_key": key, "run_id": str(run_id)}
     teams = (await db.scalars(sa.select(Team.id))).all()
     title = f"System job {key} failed"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,12 +8,10 @@ from fastapi import APIRouter, Query, Response
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.responses import AUTHED, errors
-from maintflow_core.models import Flow
 from maintflow_core.schemas.common import Page, Text
 from maintflow_core.schemas.flows import FlowCounts, FlowCreate, FlowOut, FlowType, FlowUpdate
 from maintflow_core.usecases import flows
 from maintflow_core.usecases.pagination import page_of
-from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=AUTHED)
 
@@ -69,15 +66,6 @@ async def get_flow(
     )
 
 
-async def _still_current(
-    if_match: str | None, db: DB, principal: Principal, flow_id: uuid.UUID
-) -> None:
-    def locked() -> Awaitable[Flow]:
-        return flows.get_flow(db, principal.team_id, flow_id, for_update=True)
-
-    await require_match(if_match, locked, FlowOut.model_validate)
-
-
 @router.patch(
     "/{flow_id}",
     response_model=FlowOut,
@@ -93,7 +81,9 @@ async def update_flow(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await _still_current(if_match, db, principal, flow_id)
+    await require_match(
+        if_match, flows.get_flow, db, principal.team_id, flow_id, FlowOut.model_validate
+    )
     flow = await flows.update_flow(db, state.clock, principal.team_id, flow_id, body)
     await db.commit()
     return tagged(FlowOut.model_validate(flow))
@@ -110,7 +100,9 @@ async def update_flow(
 async def delete_flow(
     flow_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await _still_current(if_match, db, principal, flow_id)
+    await require_match(
+        if_match, flows.get_flow, db, principal.team_id, flow_id, FlowOut.model_validate
+    )
     await flows.delete_flow(db, principal.team_id, flow_id)
     await db.commit()
     return Response(status_code=204)

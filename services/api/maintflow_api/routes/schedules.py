@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -23,7 +22,6 @@ from maintflow_core.schemas.schedules import (
 )
 from maintflow_core.usecases import launch, schedules
 from maintflow_core.usecases.pagination import page_of
-from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(tags=["maintenance schedules"], responses=AUTHED)
 PREFIX = "/v1/maintenance-schedules"
@@ -112,15 +110,6 @@ async def get_schedule(
     return tagged(_out(schedule), if_none_match)
 
 
-async def _still_current(
-    if_match: str | None, db: DB, principal: Principal, schedule_id: uuid.UUID
-) -> None:
-    def locked() -> Awaitable[object]:
-        return schedules.get_schedule(db, principal.team_id, schedule_id, for_update=True)
-
-    await require_match(if_match, locked, _out)
-
-
 @router.patch(
     f"{PREFIX}/{{schedule_id}}",
     response_model=ScheduleOut,
@@ -138,7 +127,7 @@ async def update_schedule(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await _still_current(if_match, db, principal, schedule_id)
+    await require_match(if_match, schedules.get_schedule, db, principal.team_id, schedule_id, _out)
     schedule = await schedules.update_schedule(
         db, state.clock, state.settings, principal.team_id, schedule_id, body
     )
@@ -157,7 +146,7 @@ async def update_schedule(
 async def delete_schedule(
     schedule_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await _still_current(if_match, db, principal, schedule_id)
+    await require_match(if_match, schedules.get_schedule, db, principal.team_id, schedule_id, _out)
     await schedules.delete_schedule(db, principal.team_id, schedule_id)
     await db.commit()
     return Response(status_code=204)

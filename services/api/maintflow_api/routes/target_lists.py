@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,7 +11,6 @@ from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_matc
 from maintflow_api.responses import AUTHED, errors
 from maintflow_core import targets_csv
 from maintflow_core.errors import InvalidField
-from maintflow_core.models import TargetList
 from maintflow_core.schemas.common import Name, Page
 from maintflow_core.schemas.targets import (
     TargetListCreate,
@@ -22,7 +20,6 @@ from maintflow_core.schemas.targets import (
 )
 from maintflow_core.usecases import target_lists
 from maintflow_core.usecases.pagination import page_of
-from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(
     prefix="/v1/target-lists",
@@ -108,15 +105,6 @@ async def get_target_list(
     return tagged(target_list, if_none_match, content=csv, media_type=targets_csv.MEDIA_TYPE)
 
 
-async def _still_current(
-    if_match: str | None, db: DB, principal: Principal, list_id: uuid.UUID
-) -> None:
-    def locked() -> Awaitable[TargetList]:
-        return target_lists.get_target_list(db, principal.team_id, list_id, for_update=True)
-
-    await require_match(if_match, locked, TargetListOut.model_validate)
-
-
 @router.put(
     "/{list_id}",
     response_model=TargetListOut,
@@ -140,7 +128,14 @@ async def replace_target_list(
     _name_from_query(request, name)
     if body.name is None and not sent_csv(request):
         raise InvalidField("name", "required in a JSON body")
-    await _still_current(if_match, db, principal, list_id)
+    await require_match(
+        if_match,
+        target_lists.get_target_list,
+        db,
+        principal.team_id,
+        list_id,
+        TargetListOut.model_validate,
+    )
     target_list = await target_lists.replace_target_list(
         db, state.clock, principal.team_id, list_id, body, keep_description=sent_csv(request)
     )
@@ -166,7 +161,14 @@ async def edit_target_list(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await _still_current(if_match, db, principal, list_id)
+    await require_match(
+        if_match,
+        target_lists.get_target_list,
+        db,
+        principal.team_id,
+        list_id,
+        TargetListOut.model_validate,
+    )
     target_list = await target_lists.edit_target_list(
         db, state.clock, principal.team_id, list_id, body
     )
@@ -185,7 +187,14 @@ async def edit_target_list(
 async def delete_target_list(
     list_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
-    await _still_current(if_match, db, principal, list_id)
+    await require_match(
+        if_match,
+        target_lists.get_target_list,
+        db,
+        principal.team_id,
+        list_id,
+        TargetListOut.model_validate,
+    )
     await target_lists.delete_target_list(db, principal.team_id, list_id)
     await db.commit()
     return Response(status_code=204)

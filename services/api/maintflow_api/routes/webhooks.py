@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 
 from fastapi import APIRouter, Response
 
@@ -22,7 +21,6 @@ from maintflow_core.schemas.webhooks import (
 )
 from maintflow_core.usecases import webhooks
 from maintflow_core.usecases.pagination import page_of
-from maintflow_core.usecases.principal import Principal
 from maintflow_core.usecases.webhook_delivery import message_id
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses={**AUTHED, **errors(403)})
@@ -130,15 +128,6 @@ async def get_webhook(
     )
 
 
-async def _still_current(
-    if_match: str | None, db: DB, principal: Principal, webhook_id: uuid.UUID
-) -> None:
-    def locked() -> Awaitable[Webhook]:
-        return webhooks.get_webhook(db, principal.team_id, webhook_id, for_update=True)
-
-    await require_match(if_match, locked, _out)
-
-
 @router.delete(
     "/{webhook_id}",
     status_code=204,
@@ -150,7 +139,7 @@ async def _still_current(
 async def delete_webhook(
     webhook_id: uuid.UUID, db: DB, principal: Admin, if_match: IfMatch = None
 ) -> Response:
-    await _still_current(if_match, db, principal, webhook_id)
+    await require_match(if_match, webhooks.get_webhook, db, principal.team_id, webhook_id, _out)
     await webhooks.delete_webhook(db, principal.team_id, webhook_id)
     await db.commit()
     return Response(status_code=204)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,7 +8,6 @@ from fastapi import APIRouter, Query, Response
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.responses import AUTHED, errors, transition_table
-from maintflow_core.models import MaintenanceWindow
 from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.windows import (
     WindowCreate,
@@ -21,7 +19,6 @@ from maintflow_core.schemas.windows import (
 )
 from maintflow_core.usecases import windows
 from maintflow_core.usecases.pagination import page_of
-from maintflow_core.usecases.principal import Principal
 
 router = APIRouter(tags=["maintenance windows"], responses=AUTHED)
 PREFIX = "/v1/maintenance-windows"
@@ -94,15 +91,6 @@ async def get_window(
     return tagged(WindowOut.model_validate(window), if_none_match)
 
 
-async def _still_current(
-    if_match: str | None, db: DB, principal: Principal, window_id: uuid.UUID
-) -> None:
-    def locked() -> Awaitable[MaintenanceWindow]:
-        return windows.get_window(db, principal.team_id, window_id, for_update=True)
-
-    await require_match(if_match, locked, WindowOut.model_validate)
-
-
 @router.patch(
     ONE,
     response_model=WindowOut,
@@ -122,7 +110,9 @@ async def update_window(
     principal: Engineer,
     if_match: IfMatch = None,
 ) -> Response:
-    await _still_current(if_match, db, principal, window_id)
+    await require_match(
+        if_match, windows.get_window, db, principal.team_id, window_id, WindowOut.model_validate
+    )
     window = await windows.update_window(db, state.clock.now(), principal.team_id, window_id, body)
     await db.commit()
     return tagged(WindowOut.model_validate(window))
