@@ -192,11 +192,6 @@ async def alternate(bench: Bench, ref: Ticker, big: Ticker) -> dict[str, Any]:
 
 
 async def run(bench: Bench) -> list[Result]:
-    if "4" in bench.shared.get("rows", ()) and "apscheduler" not in bench.shared:
-        from bench.memory import start_baseline
-
-        start_baseline(bench)  # builds while this row runs; the ticks alternate, so the
-        # extra load falls on the 1 k baseline and the large database alike
     side = await open_side_database(bench, "ref")
     conn = await asyncpg.connect(side.dsn)
     try:

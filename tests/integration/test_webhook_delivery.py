@@ -106,6 +106,15 @@ async def deliver_queued(team: TeamCtx, worker: WorkerContext, *, drain: bool = 
     return sum(len(ids) for ids in sent)
 
 
+async def one_delivery(team: TeamCtx, store: Store, url: str) -> tuple[Any, uuid.UUID]:
+    """A webhook to `url` and the one delivery a batch.completed event offers it."""
+    hook = await register(team, url)
+    await raise_completed(team, store)
+    async with team.sessions() as db:
+        (delivery_id,) = (await db.scalars(sa.select(WebhookDelivery.id))).all()
+    return hook, delivery_id
+
+
 async def leader_drives(team: TeamCtx, settings: Settings, store: Store) -> list[uuid.UUID]:
     """One claim pass of the leader's webhook due-work source at the clock's time."""
     async with team.sessions() as db, db.begin():
@@ -268,10 +277,7 @@ async def test_an_attempt_whose_worker_was_lost_is_made_again_with_the_same_webh
     team: TeamCtx, settings: Settings, store: Store, worker: WorkerContext
 ) -> None:
     with Receiver() as receiver:
-        hook = await register(team, receiver.url)
-        await raise_completed(team, store)
-        async with team.sessions() as db:
-            delivery_id = await db.scalar(sa.select(WebhookDelivery.id))
+        hook, delivery_id = await one_delivery(team, store, receiver.url)
         policy = webhook_delivery.Policy.of(settings)
         # A worker claims the attempt, then dies before sending it.
         async with worker.statements() as statements:
@@ -400,10 +406,7 @@ async def test_a_one_delivery_message_of_an_earlier_version_is_still_delivered(
     team: TeamCtx, store: Store, worker: WorkerContext
 ) -> None:
     with Receiver() as receiver:
-        hook = await register(team, receiver.url)
-        await raise_completed(team, store)
-        async with team.sessions() as db:
-            delivery_id = await db.scalar(sa.select(WebhookDelivery.id))
+        hook, delivery_id = await one_delivery(team, store, receiver.url)
         await actors.deliver_webhook(str(delivery_id))
         await worker.webhooks.drain()
         assert receiver.count(200) == 1
