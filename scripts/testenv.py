@@ -10,7 +10,13 @@ MAINTFLOW_TEST_FORCE_THROWAWAY=1 skips the localhost probes (explicit URLs still
 
 pytest gets MAINTFLOW_TEST_DATABASE_URL (postgresql+asyncpg://user[:pw]@host:port/<maintenance
 db>: the conftest creates and drops its own database on that server) and MAINTFLOW_TEST_REDIS_URL.
-Exits with pytest's exit code, or 2 if a service cannot be provided.
+
+With no arguments that pick tests (paths, -k, -m, --lf…), the whole suite runs as two pytest
+runs: everything but SERIAL on MAINTFLOW_TEST_WORKERS (2) pytest-xdist workers, whole files per
+worker (a module's cluster of processes stays in one worker; each worker has its own database),
+then SERIAL one after the other. MAINTFLOW_TEST_WORKERS=1: one run, in order.
+Exits with the first failing run's exit code (0 if all passed), or 2 if a service cannot be
+provided.
 """
 
 from __future__ import annotations
@@ -295,6 +301,26 @@ def provide_redis(stack: contextlib.ExitStack) -> tuple[str, str]:
     return start_throwaway_redis(stack), "throwaway, removed at exit"
 
 
+# Run alone, after the others: tests/chaos restarts the PostgreSQL and Redis servers everything
+# else uses; tests/load measures latencies; schemathesis' generated tests are not collected under
+# pytest-xdist.
+SERIAL = ("tests/chaos", "tests/load", "tests/fuzz")
+_SELECTING = ("-k", "-m", "--lf", "--last-failed", "--ff", "--failed-first", "--deselect", "-n")
+
+
+def selects_tests(args: list[str]) -> bool:
+    """Whether the pytest arguments pick tests (or workers) themselves."""
+    return any(not a.startswith("-") or a.startswith(_SELECTING) for a in args)
+
+
+def pytest_runs(args: list[str]) -> list[list[str]]:
+    workers = int(os.environ.get("MAINTFLOW_TEST_WORKERS", "2"))
+    if workers <= 1 or selects_tests(args):
+        return [args]
+    ignored = [f"--ignore={path}" for path in SERIAL]
+    return [[*args, "-n", str(workers), "--dist", "loadfile", *ignored], [*args, *SERIAL]]
+
+
 def terminal_sent_it_too() -> bool:
     """Ctrl-C in a terminal signals the whole foreground process group, pytest included."""
     for fd in (0, 1, 2):
@@ -324,9 +350,13 @@ def main(argv: list[str]) -> int:
                     f"Redis {redact(redis_url)} ({redis_kind})")  # fmt: skip
                 env = {**os.environ, "MAINTFLOW_TEST_DATABASE_URL": pg_url,
                        "MAINTFLOW_TEST_REDIS_URL": redis_url}  # fmt: skip
-                child = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], env=env)
-                rc = child.wait()
-                return 128 - rc if rc < 0 else rc
+                failed = 0
+                for args in pytest_runs(pytest_args):
+                    log(f"pytest {shlex.join(args)}")
+                    child = subprocess.Popen([sys.executable, "-m", "pytest", *args], env=env)
+                    rc = child.wait()
+                    failed = failed or (128 - rc if rc < 0 else rc)
+                return failed
             finally:  # runs before the ExitStack: no signal may interrupt the cleanup
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
