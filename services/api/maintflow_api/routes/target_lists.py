@@ -30,6 +30,7 @@ router = APIRouter(
 CSV_RULES = """A `text/csv` body is taken too: a `label,notes` header (or just `label`), then one
 target per line; UTF-8 with or without a byte-order mark; fields quoted as in RFC 4180. Bad
 CSV (encoding, header, a label twice, a field outside the rules) is a 422 naming the line."""
+_out = TargetListOut.model_validate  # the resource as its routes answer it (and tag it)
 CsvName = Annotated[
     Name | None,
     Query(description="With a `text/csv` body: the list's name (on PUT: absent keeps it)."),
@@ -129,12 +130,7 @@ async def replace_target_list(
     if body.name is None and not sent_csv(request):
         raise InvalidField("name", "required in a JSON body")
     await require_match(
-        if_match,
-        target_lists.get_target_list,
-        db,
-        principal.team_id,
-        list_id,
-        TargetListOut.model_validate,
+        if_match, target_lists.get_target_list, db, principal.team_id, list_id, _out
     )
     target_list = await target_lists.replace_target_list(
         db, state.clock, principal.team_id, list_id, body, keep_description=sent_csv(request)
@@ -162,12 +158,7 @@ async def edit_target_list(
     if_match: IfMatch = None,
 ) -> Response:
     await require_match(
-        if_match,
-        target_lists.get_target_list,
-        db,
-        principal.team_id,
-        list_id,
-        TargetListOut.model_validate,
+        if_match, target_lists.get_target_list, db, principal.team_id, list_id, _out
     )
     target_list = await target_lists.edit_target_list(
         db, state.clock, principal.team_id, list_id, body
@@ -188,12 +179,7 @@ async def delete_target_list(
     list_id: uuid.UUID, db: DB, principal: Engineer, if_match: IfMatch = None
 ) -> Response:
     await require_match(
-        if_match,
-        target_lists.get_target_list,
-        db,
-        principal.team_id,
-        list_id,
-        TargetListOut.model_validate,
+        if_match, target_lists.get_target_list, db, principal.team_id, list_id, _out
     )
     await target_lists.delete_target_list(db, principal.team_id, list_id)
     await db.commit()
