@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,8 +14,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from maintflow_core.db.base import Base, JSONType, UTCDateTime
 from maintflow_core.models._common import created_at, uuid_pk
 
-RUN_STATUSES = ("running", "success", "failed")
-RUN_TRIGGERS = ("schedule", "manual")
+
+class SystemJobRunStatus(StrEnum):
+    """`running` until it ends in `success` or `failed`."""
+
+    running = "running"
+    success = "success"
+    failed = "failed"
+
+
+class SystemJobTrigger(StrEnum):
+    """What started a system job run: its schedule, or an admin by hand."""
+
+    schedule = "schedule"
+    manual = "manual"
 
 
 class SystemJob(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from maintflow_core.db.base import Base, JSONType, UTCDateTime
 from maintflow_core.models._common import created_at, team_fk, uuid_pk
 
-WINDOW_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
+
+class WindowStatus(StrEnum):
+    """`scheduled → in_progress → completed` (the scheduler at `start_at` and `end_at`, or a
+    user), and `scheduled | in_progress → cancelled`; `completed` and `cancelled` are final."""
+
+    scheduled = "scheduled"
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
 
 
 class MaintenanceWindow(Base):

@@ -2,28 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from maintflow_core.models.system_jobs import SystemJobRunStatus, SystemJobTrigger
 from maintflow_core.schemas.common import Request, Response
 from maintflow_core.schemas.schedules import CronText, TimezoneName
-
-
-class SystemJobRunStatus(StrEnum):
-    """`running` until it ends in `success` or `failed`."""
-
-    running = "running"
-    success = "success"
-    failed = "failed"
-
-
-class SystemJobTrigger(StrEnum):
-    """What started a system job run: its schedule, or an admin by hand."""
-
-    schedule = "schedule"
-    manual = "manual"
 
 
 class SystemJobOut(Response):

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from maintflow_core.models.windows import WindowStatus
 from maintflow_core.schemas.common import (
     AwareInstant,
     Description,
@@ -16,17 +16,6 @@ from maintflow_core.schemas.common import (
     Response,
     Text,
 )
-
-
-class WindowStatus(StrEnum):
-    """`scheduled → in_progress → completed` (the scheduler at `start_at` and `end_at`, or a
-    user), and `scheduled | in_progress → cancelled`; `completed` and `cancelled` are final."""
-
-    scheduled = "scheduled"
-    in_progress = "in_progress"
-    completed = "completed"
-    cancelled = "cancelled"
-
 
 Targets = Annotated[list[Label], Field(max_length=10_000)]
 Message = Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Response
 from maintflow_api.deps import DB, Cursor, Engineer, Limit, State, Viewer
 from maintflow_api.etag import READ, WRITTEN, IfMatch, IfNoneMatch, require_match, tagged
 from maintflow_api.responses import AUTHED, errors, transition_table
+from maintflow_core.models.windows import WindowStatus
 from maintflow_core.schemas.common import AwareInstant, Page
 from maintflow_core.schemas.windows import (
     WindowCreate,
     WindowOut,
     WindowPost,
-    WindowStatus,
     WindowUpdateOut,
     WindowUpdateRequest,
 )
