@@ -296,6 +296,41 @@ async def test_an_attempt_whose_worker_was_lost_is_made_again_with_the_same_webh
     assert log[0]["error"] == webhook_delivery.LOST_ATTEMPT and log[1]["status_code"] == 200
 
 
+async def test_a_lost_last_attempt_fails_the_delivery_and_a_lost_earlier_one_is_retried(
+    team: TeamCtx, settings: Settings, store: Store, worker: WorkerContext
+) -> None:
+    settings.webhook_max_attempts = 2
+    policy = webhook_delivery.Policy.of(settings)
+    with Receiver() as receiver:
+        first, last = await register(team, receiver.url), await register(team, receiver.url)
+        await raise_completed(team, store)  # a delivery to each
+        async with team.sessions() as db, db.begin():
+            ids = dict(
+                (str(webhook_id), delivery_id)
+                for delivery_id, webhook_id in await db.execute(
+                    sa.select(WebhookDelivery.id, WebhookDelivery.webhook_id)
+                )
+            )
+            first_id, last_id = ids[first["id"]], ids[last["id"]]
+            # The second is on its last attempt.
+            await db.execute(
+                sa.update(WebhookDelivery).where(WebhookDelivery.id == last_id).values(attempts=1)
+            )
+        # Workers claim both attempts and die; both leases end in the same claim pass.
+        async with worker.statements() as statements:
+            await webhook_delivery.claim(statements, [first_id, last_id], team.clock.now(), policy)
+        team.clock.advance(policy.lease + timedelta(seconds=1))
+        assert await leader_drives(team, settings, store) == [first_id]
+        assert receiver.count() == 0
+    (retried,) = await deliveries(team, first)
+    assert retried["status"] == "queued" and retried["attempts"] == 1
+    (failed,) = await deliveries(team, last)
+    assert failed["status"] == "failed" and failed["error"] == webhook_delivery.LOST_ATTEMPT
+    for delivery in (retried, failed):
+        (lost,) = [a for a in delivery["attempt_log"] if a["number"] == delivery["attempts"]]
+        assert lost["error"] == webhook_delivery.LOST_ATTEMPT
+
+
 async def test_a_failure_is_not_retried_while_too_many_deliveries_await_a_retry(
     team: TeamCtx, settings: Settings, store: Store, worker: WorkerContext
 ) -> None:

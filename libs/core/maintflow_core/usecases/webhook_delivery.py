@@ -360,17 +360,21 @@ async def drive_due(db: AsyncSession, now: datetime, limit: int, policy: Policy)
         )
     ).all()
     queued: list[uuid.UUID] = []
+    lost_attempts: list[dict[str, Any]] = []
+    used_up: list[uuid.UUID] = []
     for row in due:
         if row.status == "delivering":
             started = row.next_attempt_at - policy.lease
             lost = Outcome(started, policy.lease.total_seconds() * 1000, error=LOST_ATTEMPT)
-            await db.execute(
-                sa.insert(WebhookAttempt).values(attempt_row(row.id, row.attempts, lost))
-            )
+            lost_attempts.append(attempt_row(row.id, row.attempts, lost))
             if row.attempts >= policy.max_attempts:
-                await _fail(db, [row.id], now, LOST_ATTEMPT, of="delivering")
+                used_up.append(row.id)
                 continue
         queued.append(row.id)
+    if lost_attempts:
+        await db.execute(sa.insert(WebhookAttempt), lost_attempts)
+    if used_up:
+        await _fail(db, used_up, now, LOST_ATTEMPT, of="delivering")
     if queued:
         await db.execute(
             sa.update(D)
